@@ -1,0 +1,2 @@
+//! The `staylinked` command line.
+fn main() {}
