@@ -1,1 +1,2 @@
+//! Criterion benchmarks of the wire codecs (filled in as the codecs land).
 fn main() {}
