@@ -42,9 +42,8 @@ pub enum EncodeError {
 }
 
 /// Why a received stanza or node could not be decoded. Offsets are byte positions in the node
-/// bytes (after the flags byte and after zlib inflation, if any). Every variant except
-/// [`DecodeError::Inflate`]'s internals means the peer sent bytes we do not accept; the caller
-/// drops the stanza or the connection, never panics.
+/// bytes (after the flags byte and after zlib inflation, if any). Every variant means the peer
+/// sent bytes we do not accept; the caller drops the stanza (or the connection) and goes on.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DecodeError {
