@@ -109,7 +109,7 @@ const dcs = [
   ['ad_jid_domain_7', '00f8031911f70703ff0112', { decoded: N('iq', [['to', '12:3@lid']]) }],
   ['fb_jid', '00f8031911f6ff01120003fc046d736772', { decoded: N('iq', [['to', '12:3@msgr']]) }],
   ['interop_jid', '00f8031911f5ff011200030007fc07696e7465726f70', { decoded: N('iq', [['to', '7-12:3@interop']]) }],
-  ['invalid_utf8_attr', '00f8031908fc01ff', { error: 'InvalidUtf8' }],
+  ['invalid_utf8_attr_is_lossy', '00f8031908fc01ff', null],
   ['binary_20_masks_high_nibble', '00f80219fdf00001ab', { decoded: N('iq', [], { hex: 'ab' }) }],
   ['zlib_garbage', '020102030405', { error: 'Inflate' }],
   ['empty_stanza', '', { error: 'EmptyStanza' }],

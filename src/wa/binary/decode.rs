@@ -18,7 +18,8 @@ const MIN_NODE_LEN: usize = 3;
 
 /// Decodes a stanza: the flags byte, then the node (zlib-inflated first if flags bit `0x02`
 /// is set). Strict: bytes after the node are an error. Offsets in errors are relative to the
-/// node bytes (after the flags byte, after inflation).
+/// node bytes (after the flags byte, after inflation). Raw text in tags, keys and attribute
+/// values is decoded lossily (invalid UTF-8 becomes U+FFFD), as Baileys does.
 ///
 /// # Errors
 /// [`DecodeError`] for an empty buffer, a corrupt or oversized zlib stream, or any node error.
@@ -67,7 +68,7 @@ fn inflate(body: &[u8]) -> Result<Vec<u8>, DecodeError> {
 enum Value<'a> {
     Text(String),
     Static(&'static str),
-    Raw { bytes: &'a [u8], offset: usize },
+    Raw(&'a [u8]),
     Jid(Jid),
 }
 
@@ -163,7 +164,7 @@ impl<'a> Reader<'a> {
             return Ok(Content::Nodes(children));
         }
         Ok(match self.value(t, offset, 0)? {
-            Value::Raw { bytes, .. } => Content::Bytes(bytes.to_vec()),
+            Value::Raw(bytes) => Content::Bytes(bytes.to_vec()),
             Value::Text(s) => Content::Str(s),
             Value::Static(s) => Content::Str(s.to_owned()),
             Value::Jid(j) => Content::Str(j.to_string()),
@@ -175,7 +176,7 @@ impl<'a> Reader<'a> {
         let t = self.byte()?;
         Ok(match self.value(t, offset, 0)? {
             Value::Jid(j) => AttrValue::Jid(j),
-            other => AttrValue::Str(into_text(other)?),
+            other => AttrValue::Str(into_text(other)),
         })
     }
 
@@ -187,7 +188,7 @@ impl<'a> Reader<'a> {
     fn text_at(&mut self, jid_depth: usize) -> Result<String, DecodeError> {
         let offset = self.pos;
         let t = self.byte()?;
-        into_text(self.value(t, offset, jid_depth)?)
+        Ok(into_text(self.value(t, offset, jid_depth)?))
     }
 
     /// Reads the string-ish value introduced by tag byte `t` (already consumed, at `offset`).
@@ -229,8 +230,7 @@ impl<'a> Reader<'a> {
     }
 
     fn raw(&mut self, len: usize) -> Result<Value<'a>, DecodeError> {
-        let offset = self.pos;
-        Ok(Value::Raw { bytes: self.take(len)?, offset })
+        Ok(Value::Raw(self.take(len)?))
     }
 
     fn jid(&mut self, t: u8, offset: usize, jid_depth: usize) -> Result<Jid, DecodeError> {
@@ -314,13 +314,13 @@ fn ad_domain_server(domain: u8) -> Server {
     }
 }
 
-fn into_text(v: Value<'_>) -> Result<String, DecodeError> {
+fn into_text(v: Value<'_>) -> String {
     match v {
-        Value::Text(s) => Ok(s),
-        Value::Static(s) => Ok(s.to_owned()),
-        Value::Jid(j) => Ok(j.to_string()),
-        Value::Raw { bytes, offset } => {
-            String::from_utf8(bytes.to_vec()).map_err(|_| DecodeError::InvalidUtf8 { offset })
-        }
+        Value::Text(s) => s,
+        Value::Static(s) => s.to_owned(),
+        Value::Jid(j) => j.to_string(),
+        // Lossy, as Baileys decodes: one malformed push name must not make a whole stanza
+        // (and its redeliveries) undecodable.
+        Value::Raw(bytes) => String::from_utf8_lossy(bytes).into_owned(),
     }
 }

@@ -98,12 +98,6 @@ pub enum DecodeError {
         /// The 4-bit code.
         nibble: u8,
     },
-    /// Peer misbehaved: a tag, attribute or text value is not valid UTF-8.
-    #[error("string at offset {offset} is not valid utf-8")]
-    InvalidUtf8 {
-        /// Offset of the string's first byte.
-        offset: usize,
-    },
     /// Peer misbehaved: a JID pair has no server part.
     #[error("jid at offset {offset} has an empty server")]
     EmptyJidServer {

@@ -79,7 +79,6 @@ fn error_name(e: &DecodeError) -> &'static str {
         DecodeError::EmptyTag { .. } => "EmptyTag",
         DecodeError::InvalidTag { .. } => "InvalidTag",
         DecodeError::InvalidNibble { .. } => "InvalidNibble",
-        DecodeError::InvalidUtf8 { .. } => "InvalidUtf8",
         DecodeError::EmptyJidServer { .. } => "EmptyJidServer",
         DecodeError::ListExceedsInput { .. } => "ListExceedsInput",
         DecodeError::TooDeep { .. } => "TooDeep",
