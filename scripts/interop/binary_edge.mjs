@@ -1,5 +1,5 @@
-// Regenerates tests/vectors/binary_edge.json. Run inside a copy of the oracle kit (shared/oracle README):
-//   cp scripts/oracle/binary_edge.mjs <kit>/ && cd <kit> && node binary_edge.mjs > binary_edge.json
+// Regenerates tests/vectors/binary_edge.json with Baileys 6.7.21 (installed by scripts/test.sh):
+//   cd scripts/interop && node binary_edge.mjs > ../../tests/vectors/binary_edge.json
 // Generates tests/vectors/binary_edge.json with Baileys 6.7.21's own codec.
 import crypto from 'crypto';
 const B = await import('baileys');
