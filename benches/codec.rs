@@ -6,6 +6,8 @@
 //!
 //! Run: `cargo bench --bench codec`; `scripts/bench-codec.sh` runs both sides and writes the table.
 
+#![expect(clippy::expect_used, reason = "benchmark inputs are fixed samples that always encode")]
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use staylinked::wa::binary::{marshal, samples, unmarshal};
 use std::hint::black_box;
