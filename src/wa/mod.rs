@@ -2,4 +2,5 @@
 //! deltas and deadlines out. Nothing here opens a socket, reads a clock or the OS RNG.
 
 pub mod frame;
+pub mod noise;
 pub mod proto;
