@@ -161,7 +161,10 @@ impl TransportCipher {
 
 impl fmt::Debug for TransportCipher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TransportCipher").field("counter", &self.counter()).field("key", &"[redacted]").finish()
+        f.debug_struct("TransportCipher")
+            .field("counter", &self.counter())
+            .field("key", &"[redacted]")
+            .finish()
     }
 }
 

@@ -130,7 +130,10 @@ impl ClientHandshake {
         sym.mix_hash(prologue);
         sym.mix_hash(ephemeral.public());
         let hello = HandshakeMessage {
-            client_hello: Some(ClientHello { ephemeral: Some(ephemeral.public().to_vec()), ..Default::default() }),
+            client_hello: Some(ClientHello {
+                ephemeral: Some(ephemeral.public().to_vec()),
+                ..Default::default()
+            }),
             ..Default::default()
         };
         (ExpectServerHello { sym, noise_static, ephemeral }, hello.encode_to_vec())
@@ -329,7 +332,12 @@ pub struct ServerHandshake;
 impl ServerHandshake {
     /// Prepares a responder with its long-term `static_key`, a fresh `ephemeral` key, the
     /// serialized `CertChain` certifying `static_key`, and the prologue (`WA 06 03`).
-    pub fn start(static_key: KeyPair, ephemeral: KeyPair, cert_chain: Vec<u8>, prologue: &[u8]) -> ExpectClientHello {
+    pub fn start(
+        static_key: KeyPair,
+        ephemeral: KeyPair,
+        cert_chain: Vec<u8>,
+        prologue: &[u8],
+    ) -> ExpectClientHello {
         let mut sym = SymmetricState::new(NOISE_XX_NAME);
         sym.mix_hash(prologue);
         ExpectClientHello { sym, static_key, ephemeral, cert_chain }

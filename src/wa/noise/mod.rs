@@ -20,7 +20,7 @@ pub use cert::{
 };
 pub use cipher::{CipherError, TAG_LEN, Transport, TransportCipher};
 pub use handshake::{
-    ClientFinished, ClientHandshake, ExpectClientFinish, ExpectClientHello, ExpectServerHello, HandshakeError,
-    ReceivedServerHello, SendClientFinish, ServerFinished, ServerHandshake,
+    ClientFinished, ClientHandshake, ExpectClientFinish, ExpectClientHello, ExpectServerHello,
+    HandshakeError, ReceivedServerHello, SendClientFinish, ServerFinished, ServerHandshake,
 };
 pub use keys::{KEY_LEN, KeyPair, PrivateKey};

@@ -100,7 +100,8 @@ mod tests {
         let mut s = SymmetricState::new(NOISE_XX_NAME);
         assert_eq!(s.handshake_hash(), NOISE_XX_NAME);
         s.mix_hash(b"WA\x06\x03");
-        let want: [u8; 32] = Sha256::new().chain_update(NOISE_XX_NAME).chain_update(b"WA\x06\x03").finalize().into();
+        let want: [u8; 32] =
+            Sha256::new().chain_update(NOISE_XX_NAME).chain_update(b"WA\x06\x03").finalize().into();
         assert_eq!(s.handshake_hash(), &want);
     }
 

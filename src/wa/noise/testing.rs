@@ -39,7 +39,11 @@ impl rand_core::RngCore for SeededRng {
     fn fill_bytes(&mut self, dest: &mut [u8]) {
         for byte in dest {
             if self.used == self.buf.len() {
-                self.buf = Sha256::new().chain_update(self.seed).chain_update(self.block.to_le_bytes()).finalize().into();
+                self.buf = Sha256::new()
+                    .chain_update(self.seed)
+                    .chain_update(self.block.to_le_bytes())
+                    .finalize()
+                    .into();
                 self.block = self.block.wrapping_add(1);
                 self.used = 0;
             }

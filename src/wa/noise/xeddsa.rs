@@ -187,7 +187,8 @@ mod tests {
         let v = crate::wa::noise::vectors::load("baileys.json");
         let s = &v["signal"];
         let id = PrivateKey::from_bytes(crate::wa::noise::vectors::arr32(&s["bob_identity"], "priv"));
-        let id_pub: [u8; 32] = crate::wa::noise::vectors::bytes(&s["bob_identity"], "pub")[1..].try_into().unwrap();
+        let id_pub: [u8; 32] =
+            crate::wa::noise::vectors::bytes(&s["bob_identity"], "pub")[1..].try_into().unwrap();
         let spk = crate::wa::noise::vectors::bytes(&s["bob_signed_prekey_1"], "pub");
         let sig: [u8; 64] =
             crate::wa::noise::vectors::bytes(&s["bob_signed_prekey_1"], "signature").try_into().unwrap();
