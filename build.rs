@@ -2,7 +2,14 @@
 //! protox, so no system `protoc` is needed.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/wa.proto"];
+    let files = [
+        "proto/wa.proto",
+        "proto/cert.proto",
+        "proto/adv.proto",
+        "proto/companion_reg.proto",
+        "proto/signal.proto",
+        "proto/e2e.proto",
+    ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");
     }

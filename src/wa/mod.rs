@@ -4,4 +4,5 @@
 pub mod binary;
 pub mod frame;
 pub mod jid;
+pub mod noise;
 pub mod proto;
