@@ -42,7 +42,6 @@ pub(crate) struct Account {
     /// The primary's identity private key (signs ADV account signatures).
     pub(crate) identity_priv: [u8; 32],
     /// The primary's identity public key.
-    #[expect(dead_code, reason = "kept for the message-routing issue (device identity lookups)")]
     pub(crate) identity_pub: [u8; 32],
     /// Companions by device id.
     pub(crate) devices: BTreeMap<u16, Device>,
