@@ -44,7 +44,7 @@ fn run_sim(listen: std::net::SocketAddr) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async move {
         let server = staylinked::sim::Server::start(staylinked::sim::SimConfig::new(listen)).await?;
-        #[expect(clippy::print_stdout, reason = "the ready line is the command's output contract")]
+        // The ready line is the command's output contract: exactly one JSON line, flushed.
         {
             use std::io::Write as _;
             let mut out = std::io::stdout().lock();

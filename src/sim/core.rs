@@ -151,7 +151,7 @@ enum Phase {
         noise_pub: [u8; 32],
         identity_pub: [u8; 32],
         pairing: Option<PendingPair>,
-        link: Option<PendingLink>,
+        link: Option<Box<PendingLink>>,
     },
     Online {
         phone: String,
@@ -307,8 +307,10 @@ impl Sim {
             if let Some(p) = pairing {
                 drop_dev(&p.phone, p.device);
             }
-            if let Some(PendingLink { phone, entered: Some(e), .. }) = link {
-                drop_dev(&phone, e.device);
+            if let Some(l) = link
+                && let Some(e) = &l.entered
+            {
+                drop_dev(&l.phone, e.device);
             }
         }
     }
@@ -774,28 +776,24 @@ impl Sim {
                 let reference = format!("2@{}", r.iter().map(|b| format!("{b:02x}")).collect::<String>());
                 if let Some(Conn { phase: Phase::Registration { link, .. }, .. }) = self.conns.get_mut(&conn)
                 {
-                    *link = Some(PendingLink {
+                    *link = Some(Box::new(PendingLink {
                         phone,
                         reference: reference.clone(),
                         wrapped_companion_eph: wrapped,
                         entered: None,
-                    });
+                    }));
                 }
                 let reply = iq_result(id).children([Node::new("link_code_companion_reg")
                     .children([Node::new("link_code_pairing_ref").bytes(reference.into_bytes())])]);
                 self.send_node(conn, &reply);
             }
             "companion_finish" => {
-                let Some(Conn {
-                    phase:
-                        Phase::Registration {
-                            identity_pub,
-                            link: Some(PendingLink { phone, entered: Some(e), .. }),
-                            ..
-                        },
-                    ..
-                }) = self.conns.get(&conn)
+                let Some(Conn { phase: Phase::Registration { identity_pub, link: Some(l), .. }, .. }) =
+                    self.conns.get(&conn)
                 else {
+                    return self.reject(conn, "companion_finish before the code was entered");
+                };
+                let (phone, Some(e)) = (&l.phone, &l.entered) else {
                     return self.reject(conn, "companion_finish before the code was entered");
                 };
                 let (identity_pub, phone, device) = (*identity_pub, phone.clone(), e.device);

@@ -266,7 +266,8 @@ mod tests {
     #[test]
     fn stream_error_table() {
         use DisconnectReason as R;
-        let cases: &[(Option<&str>, Option<(&str, Option<&str>)>, R)] = &[
+        type Case<'a> = (Option<&'a str>, Option<(&'a str, Option<&'a str>)>, R);
+        let cases: &[Case<'_>] = &[
             (Some("515"), None, R::RestartRequired),
             (
                 Some("401"),

@@ -217,10 +217,10 @@ pub fn companion_bundle(
     out[..32].copy_from_slice(&random.salt);
     out[32..44].copy_from_slice(&random.nonce);
     // AES-GCM over 96 bytes with a 12-byte nonce cannot fail (length limits are ~64 GiB).
-    if let Ok(ct) = cipher.encrypt(Nonce::from_slice(&random.nonce), pt.as_ref()) {
-        if let Some(dst) = out.get_mut(44..44 + ct.len()) {
-            dst.copy_from_slice(&ct);
-        }
+    if let Ok(ct) = cipher.encrypt(Nonce::from_slice(&random.nonce), pt.as_ref())
+        && let Some(dst) = out.get_mut(44..44 + ct.len())
+    {
+        dst.copy_from_slice(&ct);
     }
     let identity_shared = dh(companion_identity_priv, primary_identity_pub);
     let secret = adv_secret(&eph_shared, &identity_shared, &random.adv_random);
