@@ -375,3 +375,48 @@ fn fifth_companion_refused() {
     let qr = p.last_qr().unwrap();
     assert_eq!(p.sim.scan(p.now, PHONE, &qr), Err(crate::sim::AdminError::DeviceLimit));
 }
+
+/// Arbitrary frames fed to an online client end the connection with a typed reason (or are
+/// ignored), never a panic; the client can log in again afterwards.
+#[test]
+fn arbitrary_frames_to_online_client_never_panic() {
+    use rand::RngCore;
+    let mut p = Pair::new(13);
+    p.pair_and_login();
+    let mut rng = StdRng::seed_from_u64(77);
+    for i in 0..40 {
+        let mut junk = vec![0u8; (rng.next_u32() % 300) as usize];
+        rng.fill_bytes(&mut junk);
+        if i % 2 == 0 {
+            // well-framed garbage reaches the decrypt/decode path
+            junk = crate::wa::frame::frame(&junk).unwrap();
+        }
+        p.client.handle_data(p.now, &junk);
+        p.drive();
+        if p.closed_with().is_some() {
+            assert!(matches!(p.closed_with(), Some(DisconnectReason::Protocol(_))), "{:?}", p.closed_with());
+            if let Some(c) = p.conn.take() {
+                p.sim.handle_closed(p.now, c);
+            }
+            p.log.clear();
+            p.connect();
+            p.run_until("ready again", |p| p.has_event(|e| matches!(e, Event::Ready { .. })));
+        }
+    }
+}
+
+proptest::proptest! {
+    /// Arbitrary bytes sent to the simulator (raw, or after a valid intro) close that
+    /// connection at worst; the simulator never panics.
+    #[test]
+    fn arbitrary_bytes_to_sim_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400), intro in proptest::prelude::any::<bool>()) {
+        let mut p = Pair::new(14);
+        let c = p.sim.open(p.now);
+        if intro {
+            p.sim.handle_data(p.now, c, &crate::wa::frame::INTRO);
+        }
+        p.sim.handle_data(p.now, c, &bytes);
+        while p.sim.poll_output().is_some() {}
+        p.sim.handle_timeout(p.now + Duration::from_secs(1));
+    }
+}
