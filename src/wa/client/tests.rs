@@ -389,7 +389,7 @@ fn arbitrary_frames_to_online_client_never_panic() {
         rng.fill_bytes(&mut junk);
         if i % 2 == 0 {
             // well-framed garbage reaches the decrypt/decode path
-            junk = crate::wa::frame::frame(&junk).unwrap();
+            junk = frame::frame(&junk).unwrap();
         }
         p.client.handle_data(p.now, &junk);
         p.drive();
@@ -413,7 +413,7 @@ proptest::proptest! {
         let mut p = Pair::new(14);
         let c = p.sim.open(p.now);
         if intro {
-            p.sim.handle_data(p.now, c, &crate::wa::frame::INTRO);
+            p.sim.handle_data(p.now, c, &frame::INTRO);
         }
         p.sim.handle_data(p.now, c, &bytes);
         while p.sim.poll_output().is_some() {}
