@@ -2,6 +2,10 @@
 //!
 //! Crate map (dependencies point one way: `api → host → {store, wa}`, `sim → wa`):
 //! - [`wa`]: the sans-IO WhatsApp Web protocol core (frames, Noise, binary nodes, protobufs, JIDs).
-//! - `store`, `host`, `api`, `sim`: arrive with their issues (session store, host, API, simulator).
+//! - [`conn`]: the tokio/tokio-tungstenite driver of the sans-IO client (dial, pump, persist barrier, 515).
+//! - [`sim`]: the WhatsApp server simulator (`staylinked sim`), sans-IO core + tokio/axum shell.
+//! - `store`, `host`, `api`: arrive with their issues (session store, host, API).
 
+pub mod conn;
+pub mod sim;
 pub mod wa;

@@ -2,7 +2,9 @@
 //! deltas and deadlines out. Nothing here opens a socket, reads a clock or the OS RNG.
 
 pub mod binary;
+pub mod client;
 pub mod frame;
 pub mod jid;
 pub mod noise;
+pub mod pair;
 pub mod proto;

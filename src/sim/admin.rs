@@ -1,0 +1,156 @@
+//! The simulator's admin API under `/admin` (JSON). The contract (routes, bodies, status
+//! codes) is relied on by tests, the demo and outside tools; change it only with them.
+//!
+//! Thin HTTP mapping over [`super::core::Sim`]'s admin methods; no protocol logic here.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::core::AdminError;
+use super::faults::Fault;
+use super::server::SimHandle;
+
+/// The `/admin` routes.
+pub(crate) fn router() -> Router<SimHandle> {
+    Router::new()
+        .route("/phones", post(add_phone))
+        .route("/phones/{phone}/scan", post(scan))
+        .route("/phones/{phone}/link-code", post(link_code))
+        .route("/phones/{phone}/devices", get(devices))
+        .route("/phones/{phone}/devices/{device}", delete(remove_device))
+        .route("/faults", post(fault))
+        .route("/stats", get(stats))
+}
+
+/// An admin error as HTTP: `{"error":{"code","message"}}`.
+struct ApiError(StatusCode, &'static str, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({"error": {"code": self.1, "message": self.2}}))).into_response()
+    }
+}
+
+impl From<AdminError> for ApiError {
+    fn from(e: AdminError) -> Self {
+        let (status, code) = match &e {
+            AdminError::UnknownPhone => (StatusCode::NOT_FOUND, "phone_not_found"),
+            AdminError::UnknownRef => (StatusCode::NOT_FOUND, "ref_not_found"),
+            AdminError::ExpiredRef => (StatusCode::GONE, "ref_expired"),
+            AdminError::DeviceLimit => (StatusCode::CONFLICT, "device_limit_reached"),
+            AdminError::UnknownDevice => (StatusCode::NOT_FOUND, "device_not_found"),
+            AdminError::NotOnline => (StatusCode::CONFLICT, "device_not_online"),
+            AdminError::NoPendingLinkCode => (StatusCode::NOT_FOUND, "no_pending_link_code"),
+            AdminError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+        };
+        Self(status, code, e.to_string())
+    }
+}
+
+fn stopped() -> ApiError {
+    ApiError(StatusCode::SERVICE_UNAVAILABLE, "sim_stopped", "simulator is shutting down".into())
+}
+
+fn bad_body(e: &axum::extract::rejection::JsonRejection) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, "bad_request", e.body_text())
+}
+
+#[derive(Deserialize)]
+struct AddPhone {
+    phone: String,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+async fn add_phone(
+    State(h): State<SimHandle>,
+    body: Result<Json<AddPhone>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(b) = body.map_err(|e| bad_body(&e))?;
+    let (created, jid) = h
+        .call(move |sim, _| sim.add_phone(&b.phone, b.name.as_deref().unwrap_or("")))
+        .await
+        .map_err(|_| stopped())??;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(json!({"jid": jid})).into_response()).into_response())
+}
+
+#[derive(Deserialize)]
+struct Scan {
+    qr: String,
+}
+
+async fn scan(
+    State(h): State<SimHandle>,
+    Path(phone): Path<String>,
+    body: Result<Json<Scan>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Json(b) = body.map_err(|e| bad_body(&e))?;
+    let jid = h.call(move |sim, now| sim.scan(now, &phone, &b.qr)).await.map_err(|_| stopped())??;
+    Ok(Json(json!({"device_jid": jid})))
+}
+
+#[derive(Deserialize)]
+struct LinkCode {
+    code: String,
+}
+
+async fn link_code(
+    State(h): State<SimHandle>,
+    Path(phone): Path<String>,
+    body: Result<Json<LinkCode>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Json(b) = body.map_err(|e| bad_body(&e))?;
+    let jid =
+        h.call(move |sim, now| sim.enter_link_code(now, &phone, &b.code)).await.map_err(|_| stopped())??;
+    Ok(Json(json!({"device_jid": jid})))
+}
+
+async fn devices(
+    State(h): State<SimHandle>,
+    Path(phone): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let list = h.call(move |sim, _| sim.devices(&phone)).await.map_err(|_| stopped())??;
+    let devices: Vec<_> = list
+        .into_iter()
+        .map(|d| json!({"device_jid": d.device_jid, "linked_at": d.linked_at, "online": d.online, "logins": d.logins}))
+        .collect();
+    Ok(Json(json!({"devices": devices})))
+}
+
+async fn remove_device(
+    State(h): State<SimHandle>,
+    Path((phone, device)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    h.call(move |sim, now| sim.remove_device(now, &phone, &device)).await.map_err(|_| stopped())??;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct FaultBody {
+    device_jid: String,
+    fault: String,
+}
+
+async fn fault(
+    State(h): State<SimHandle>,
+    body: Result<Json<FaultBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<StatusCode, ApiError> {
+    let Json(b) = body.map_err(|e| bad_body(&e))?;
+    let f = Fault::parse(&b.fault).ok_or_else(|| {
+        ApiError(StatusCode::BAD_REQUEST, "bad_request", format!("unknown fault {:?}", b.fault))
+    })?;
+    h.call(move |sim, now| sim.inject_fault(now, &b.device_jid, f)).await.map_err(|_| stopped())??;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn stats(State(h): State<SimHandle>) -> Result<Json<serde_json::Value>, ApiError> {
+    let s = h.call(|sim, _| sim.stats()).await.map_err(|_| stopped())?;
+    Ok(Json(serde_json::to_value(s).unwrap_or_default()))
+}

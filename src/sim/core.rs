@@ -1,0 +1,1013 @@
+//! The simulator as one sans-IO state machine: every connection's protocol state, the account
+//! registry, timers, faults and counters. Bytes, `now` and admin calls go in; per-connection
+//! outputs (bytes to send, close) and a deadline come out.
+//!
+//! No sockets, no clocks, no tasks here (the tokio shell is `sim::server`); so the same core
+//! runs in-process in tests with a virtual clock. Randomness comes from a seeded `StdRng`.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use prost::Message as _;
+use rand::rngs::StdRng;
+use rand::{RngCore, SeedableRng};
+
+use super::account::{Account, parse_device_jid, rfc3339};
+use super::faults::{Fault, Stats};
+use crate::wa::binary::{Node, marshal, unmarshal};
+use crate::wa::frame::{self, FrameDecoder};
+use crate::wa::noise::{CertChainBuilder, ExpectClientFinish, KeyPair, ServerHandshake, Transport};
+use crate::wa::pair::adv;
+use crate::wa::pair::code::{PairCode, WRAPPED_EPHEMERAL_LEN};
+use crate::wa::pair::qr::QrData;
+use crate::wa::proto;
+
+/// Delay before the first stanza after a handshake: Baileys derives its transport keys
+/// asynchronously after ClientFinish and loses a stanza that arrives within microseconds
+/// (shared/oracle/README.md).
+pub const FIRST_STANZA_DELAY: Duration = Duration::from_millis(20);
+/// How long the first QR ref is valid (protocol/04 §1.3).
+pub const FIRST_REF_TTL: Duration = Duration::from_secs(60);
+/// How long each further ref is valid.
+pub const NEXT_REF_TTL: Duration = Duration::from_secs(20);
+/// Refs per `pair-device`.
+pub const REF_COUNT: usize = 6;
+/// An unpaired connection is closed this long after its refs were issued.
+pub const PAIRING_WINDOW: Duration = Duration::from_secs(180);
+/// Largest accepted client frame.
+const MAX_FRAME: usize = 1 << 20;
+
+/// Simulator configuration.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Listen address (the tokio shell binds it; the core ignores it).
+    pub listen: SocketAddr,
+    /// RNG seed; `None` draws one from the OS.
+    pub seed: Option<u64>,
+}
+
+impl SimConfig {
+    /// Defaults: random seed.
+    pub fn new(listen: SocketAddr) -> Self {
+        Self { listen, seed: None }
+    }
+}
+
+/// Identifies one WebSocket connection inside the simulator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+/// What the IO shell must do for one connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnOutput {
+    /// Send these bytes as one binary WebSocket message.
+    Send(Vec<u8>),
+    /// Close the socket (after everything queued before it).
+    Close,
+}
+
+/// One row of `GET /admin/phones/{phone}/devices`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceInfo {
+    /// `phone:N@s.whatsapp.net`.
+    pub device_jid: String,
+    /// RFC 3339.
+    pub linked_at: String,
+    /// Has a live logged-in connection.
+    pub online: bool,
+    /// Successful logins.
+    pub logins: u64,
+}
+
+/// Why an admin call failed (mapped to HTTP statuses by `sim::admin`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdminError {
+    /// No such phone (404).
+    #[error("unknown phone")]
+    UnknownPhone,
+    /// The QR's ref was never issued or is no longer pending (404).
+    #[error("unknown qr ref")]
+    UnknownRef,
+    /// The QR's ref expired (410).
+    #[error("qr ref expired")]
+    ExpiredRef,
+    /// The account already has the maximum number of companions (409).
+    #[error("device limit reached")]
+    DeviceLimit,
+    /// No such device (404).
+    #[error("unknown device")]
+    UnknownDevice,
+    /// The device has no live connection (409).
+    #[error("device has no live connection")]
+    NotOnline,
+    /// No companion asked for a link code for this phone (404).
+    #[error("no pending link-code request for this phone")]
+    NoPendingLinkCode,
+    /// The request is malformed (400).
+    #[error("bad request: {0}")]
+    BadRequest(String),
+}
+
+/// Something to do later on a connection.
+#[derive(Debug)]
+enum Delayed {
+    Nodes(Vec<Node>),
+    Close,
+}
+
+/// A companion in the middle of pairing on this connection.
+#[derive(Debug)]
+struct PendingPair {
+    phone: String,
+    device: u16,
+    iq_id: String,
+    details: Vec<u8>,
+}
+
+/// Link-code state of a registration connection.
+#[derive(Debug)]
+struct PendingLink {
+    phone: String,
+    reference: String,
+    wrapped_companion_eph: Vec<u8>,
+    /// Set once the phone entered the code.
+    entered: Option<EnteredCode>,
+}
+
+#[derive(Debug)]
+struct EnteredCode {
+    primary_eph: KeyPair,
+    companion_eph_pub: [u8; 32],
+    device: u16,
+}
+
+#[derive(Debug)]
+enum Phase {
+    ExpectHello,
+    ExpectFinish(Box<ExpectClientFinish>),
+    Registration {
+        noise_pub: [u8; 32],
+        identity_pub: [u8; 32],
+        pairing: Option<PendingPair>,
+        link: Option<Box<PendingLink>>,
+    },
+    Online {
+        phone: String,
+        device: u16,
+    },
+    /// Refused at login; waiting for the close.
+    Refused,
+}
+
+#[derive(Debug)]
+struct Conn {
+    decoder: FrameDecoder,
+    phase: Phase,
+    transport: Option<Transport>,
+    delayed: Vec<(Instant, Delayed)>,
+    mute_pongs: bool,
+    closed: bool,
+}
+
+/// The whole simulated server.
+pub struct Sim {
+    rng: StdRng,
+    identity: ServerIdentity,
+    accounts: BTreeMap<String, Account>,
+    conns: BTreeMap<ConnId, Conn>,
+    live: HashMap<(String, u16), ConnId>,
+    refs: HashMap<String, (ConnId, Instant)>,
+    stats: Stats,
+    outputs: VecDeque<(ConnId, ConnOutput)>,
+    base: (Instant, u64),
+    next_conn: u64,
+    next_id: u64,
+    next_lid: u64,
+}
+
+impl std::fmt::Debug for Sim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sim")
+            .field("conns", &self.conns.len())
+            .field("accounts", &self.accounts.len())
+            .finish()
+    }
+}
+
+fn server_jid() -> &'static str {
+    "@s.whatsapp.net"
+}
+
+/// The simulator's own certificate hierarchy: root → intermediate → leaf (= Noise static key).
+struct ServerIdentity {
+    root_public: [u8; 32],
+    static_key: KeyPair,
+    cert_chain: Vec<u8>,
+}
+
+impl ServerIdentity {
+    fn generate(rng: &mut StdRng, unix_now: u64) -> Self {
+        let root = KeyPair::generate(rng);
+        let intermediate = KeyPair::generate(rng);
+        let static_key = KeyPair::generate(rng);
+        // Valid from a day ago for ten years; intermediate issuer serial 0 explicitly on the wire.
+        let chain = CertChainBuilder::new()
+            .validity(unix_now.saturating_sub(86_400), unix_now + 10 * 365 * 86_400)
+            .build(root.private(), &intermediate, static_key.public(), rng);
+        Self { root_public: *root.public(), static_key, cert_chain: chain.encode_to_vec() }
+    }
+
+    fn root_public_key(&self) -> [u8; 32] {
+        self.root_public
+    }
+}
+
+fn iq_result(id: &str) -> Node {
+    Node::new("iq").attr("from", server_jid()).attr("type", "result").attr("id", id)
+}
+
+impl Sim {
+    /// A simulator with fresh keys. `now` and `unix_now` anchor its clock: later unix times
+    /// are derived from the `Instant`s passed in.
+    pub fn new(config: SimConfig, now: Instant, unix_now: u64) -> Self {
+        let mut rng = match config.seed {
+            Some(s) => StdRng::seed_from_u64(s),
+            None => StdRng::from_entropy(),
+        };
+        let identity = ServerIdentity::generate(&mut rng, unix_now);
+        Self {
+            rng,
+            identity,
+            accounts: BTreeMap::new(),
+            conns: BTreeMap::new(),
+            live: HashMap::new(),
+            refs: HashMap::new(),
+            stats: Stats::default(),
+            outputs: VecDeque::new(),
+            base: (now, unix_now),
+            next_conn: 1,
+            next_id: 1,
+            next_lid: 100_000_000_000_001,
+        }
+    }
+
+    /// The root public key clients must trust.
+    pub fn root_public_key(&self) -> [u8; 32] {
+        self.identity.root_public_key()
+    }
+
+    fn unix(&self, now: Instant) -> u64 {
+        self.base.1 + now.saturating_duration_since(self.base.0).as_secs()
+    }
+
+    fn next_stanza_id(&mut self) -> String {
+        self.next_id += 1;
+        format!("sim.{}", self.next_id)
+    }
+
+    // ---------------------------------------------------------------- connection lifecycle
+
+    /// A new WebSocket connection was accepted.
+    pub fn open(&mut self, _now: Instant) -> ConnId {
+        let id = ConnId(self.next_conn);
+        self.next_conn += 1;
+        self.conns.insert(
+            id,
+            Conn {
+                decoder: FrameDecoder::server(MAX_FRAME),
+                phase: Phase::ExpectHello,
+                transport: None,
+                delayed: Vec::new(),
+                mute_pongs: false,
+                closed: false,
+            },
+        );
+        self.stats.connections += 1;
+        self.stats.open_connections = self.conns.len() as u64;
+        id
+    }
+
+    /// The socket closed (either side). Frees everything the connection held.
+    pub fn handle_closed(&mut self, _now: Instant, conn: ConnId) {
+        let Some(c) = self.conns.remove(&conn) else { return };
+        self.stats.open_connections = self.conns.len() as u64;
+        self.refs.retain(|_, (owner, _)| *owner != conn);
+        self.live.retain(|_, owner| *owner != conn);
+        if let Phase::Registration { pairing, link, .. } = c.phase {
+            // A pairing that never confirmed frees its device slot.
+            let mut drop_dev = |phone: &str, device: u16| {
+                if let Some(a) = self.accounts.get_mut(phone)
+                    && a.devices.get(&device).is_some_and(|d| !d.confirmed)
+                {
+                    a.devices.remove(&device);
+                }
+            };
+            if let Some(p) = pairing {
+                drop_dev(&p.phone, p.device);
+            }
+            if let Some(l) = link
+                && let Some(e) = &l.entered
+            {
+                drop_dev(&l.phone, e.device);
+            }
+        }
+    }
+
+    /// The earliest instant at which [`Self::handle_timeout`] has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.conns.values().flat_map(|c| c.delayed.iter().map(|(t, _)| *t)).min()
+    }
+
+    /// Runs every delayed action due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due: Vec<(ConnId, Delayed)> = self
+            .conns
+            .iter_mut()
+            .flat_map(|(id, c)| {
+                let (ready, later): (Vec<_>, Vec<_>) =
+                    std::mem::take(&mut c.delayed).into_iter().partition(|(t, _)| *t <= now);
+                c.delayed = later;
+                ready.into_iter().map(move |(_, d)| (*id, d))
+            })
+            .collect();
+        for (conn, d) in due {
+            match d {
+                Delayed::Nodes(nodes) => {
+                    for n in nodes {
+                        self.send_node(conn, &n);
+                    }
+                }
+                Delayed::Close => self.close(conn),
+            }
+        }
+    }
+
+    /// The next output for some connection, in order.
+    pub fn poll_output(&mut self) -> Option<(ConnId, ConnOutput)> {
+        self.outputs.pop_front()
+    }
+
+    fn close(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.get_mut(&conn)
+            && !c.closed
+        {
+            c.closed = true;
+            c.delayed.clear();
+            self.outputs.push_back((conn, ConnOutput::Close));
+        }
+    }
+
+    fn reject(&mut self, conn: ConnId, why: &str) {
+        tracing::warn!(conn_id = conn.0, reason = why, "sim closing connection after bad input");
+        self.close(conn);
+    }
+
+    fn send_raw(&mut self, conn: ConnId, bytes: Vec<u8>) {
+        self.outputs.push_back((conn, ConnOutput::Send(bytes)));
+    }
+
+    fn send_node(&mut self, conn: ConnId, node: &Node) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        if c.closed {
+            return;
+        }
+        let Some(t) = c.transport.as_mut() else { return };
+        tracing::trace!(conn_id = conn.0, stanza = %node, "sim ->");
+        let sealed =
+            marshal(node).ok().and_then(|pt| t.send.encrypt(&pt).ok()).and_then(|ct| frame::frame(&ct).ok());
+        match sealed {
+            Some(bytes) => self.send_raw(conn, bytes),
+            None => self.reject(conn, "cannot encode outbound stanza"),
+        }
+    }
+
+    fn later(&mut self, conn: ConnId, at: Instant, d: Delayed) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.delayed.push((at, d));
+        }
+    }
+
+    fn stream_error(&mut self, conn: ConnId, node: Node, code: &str) {
+        self.stats.count_error(code);
+        self.send_node(conn, &node);
+        self.close(conn);
+    }
+
+    // ---------------------------------------------------------------- inbound bytes
+
+    /// Bytes of one binary WebSocket message from the client.
+    pub fn handle_data(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        if c.closed {
+            return;
+        }
+        c.decoder.push(bytes);
+        loop {
+            let Some(c) = self.conns.get_mut(&conn) else { return };
+            if c.closed {
+                return;
+            }
+            let f = match c.decoder.next_frame() {
+                Ok(Some(f)) => f,
+                Ok(None) => return,
+                Err(e) => return self.reject(conn, &e.to_string()),
+            };
+            self.handle_frame(now, conn, &f);
+        }
+    }
+
+    fn handle_frame(&mut self, now: Instant, conn: ConnId, f: &[u8]) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        match std::mem::replace(&mut c.phase, Phase::Refused) {
+            Phase::ExpectHello => match ServerHandshake::start_with_rng(
+                self.identity.static_key.clone(),
+                self.identity.cert_chain.clone(),
+                &frame::INTRO,
+                &mut self.rng,
+            )
+            .handle(f)
+            {
+                Ok((next, reply)) => {
+                    c.phase = Phase::ExpectFinish(Box::new(next));
+                    match frame::frame(&reply) {
+                        Ok(b) => self.send_raw(conn, b),
+                        Err(e) => self.reject(conn, &e.to_string()),
+                    }
+                }
+                Err(e) => self.reject(conn, &e.to_string()),
+            },
+            Phase::ExpectFinish(hs) => match hs.handle(f) {
+                Ok(done) => {
+                    c.transport = Some(done.transport);
+                    self.stats.handshakes += 1;
+                    self.after_handshake(now, conn, done.client_static, &done.client_payload);
+                }
+                Err(e) => self.reject(conn, &e.to_string()),
+            },
+            phase => {
+                c.phase = phase;
+                let Some(t) = c.transport.as_mut() else { return self.reject(conn, "no transport") };
+                let node = match t.recv.decrypt(f) {
+                    Ok(pt) => match unmarshal(&pt) {
+                        Ok(n) => n,
+                        Err(e) => return self.reject(conn, &e.to_string()),
+                    },
+                    Err(e) => return self.reject(conn, &e.to_string()),
+                };
+                tracing::trace!(conn_id = conn.0, stanza = %node, "sim <-");
+                self.handle_node(now, conn, &node);
+            }
+        }
+    }
+
+    fn after_handshake(&mut self, now: Instant, conn: ConnId, client_static: [u8; 32], payload: &[u8]) {
+        let Ok(p) = proto::ClientPayload::decode(payload) else {
+            return self.reject(conn, "malformed ClientPayload");
+        };
+        if let Some(reg) = p.device_pairing_data.as_ref() {
+            let Some(identity_pub) = reg.e_ident.as_deref().and_then(|b| <[u8; 32]>::try_from(b).ok()) else {
+                return self.reject(conn, "registration without a 32-byte identity key");
+            };
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.phase =
+                    Phase::Registration { noise_pub: client_static, identity_pub, pairing: None, link: None };
+            }
+            let mut refs = Vec::with_capacity(REF_COUNT);
+            let mut ttl = now + FIRST_STANZA_DELAY + FIRST_REF_TTL;
+            for _ in 0..REF_COUNT {
+                let mut r = [0u8; 18];
+                self.rng.fill_bytes(&mut r);
+                let s =
+                    format!("2@{}", base64::Engine::encode(&base64::engine::general_purpose::STANDARD, r));
+                self.refs.insert(s.clone(), (conn, ttl));
+                refs.push(Node::new("ref").bytes(s.into_bytes()));
+                ttl += NEXT_REF_TTL;
+            }
+            let id = self.next_stanza_id();
+            let iq = Node::new("iq")
+                .attr("from", server_jid())
+                .attr("type", "set")
+                .attr("id", id)
+                .attr("xmlns", "md")
+                .children([Node::new("pair-device").children(refs)]);
+            self.later(conn, now + FIRST_STANZA_DELAY, Delayed::Nodes(vec![iq]));
+            self.later(conn, now + PAIRING_WINDOW, Delayed::Close);
+            return;
+        }
+        // Login.
+        let phone = p.username.map(|u| u.to_string()).unwrap_or_default();
+        let device = p.device.and_then(|d| u16::try_from(d).ok()).unwrap_or(0);
+        let unix = self.unix(now);
+        let verdict = match self.accounts.get_mut(&phone) {
+            Some(a) if a.banned => Err("403"),
+            Some(a) => match a.login_device(device, &client_static) {
+                Some(d) => {
+                    d.logins += 1;
+                    Ok(a.device_lid(device))
+                }
+                None => Err("401"),
+            },
+            None => Err("401"),
+        };
+        match verdict {
+            Err(code) => {
+                self.stats.count_error(code);
+                let failure = Node::new("failure").attr("reason", code).attr("location", "sim");
+                self.later(conn, now + FIRST_STANZA_DELAY, Delayed::Nodes(vec![failure]));
+                self.later(conn, now + FIRST_STANZA_DELAY, Delayed::Close);
+            }
+            Ok(lid) => {
+                if let Some(old) = self.live.insert((phone.clone(), device), conn)
+                    && old != conn
+                {
+                    self.stats.replaced += 1;
+                    let e =
+                        Node::new("stream:error").children([Node::new("conflict").attr("type", "replaced")]);
+                    self.stream_error(old, e, "440");
+                }
+                self.stats.logins += 1;
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.phase = Phase::Online { phone, device };
+                }
+                let success = Node::new("success")
+                    .attr("t", unix.to_string())
+                    .attr("props", "1")
+                    .attr("abprops", "1")
+                    .attr("location", "sim")
+                    .attr("lid", lid.replacen(&format!(":{device}"), "", 1));
+                self.later(conn, now + FIRST_STANZA_DELAY, Delayed::Nodes(vec![success]));
+            }
+        }
+    }
+
+    fn handle_node(&mut self, now: Instant, conn: ConnId, node: &Node) {
+        let Some(c) = self.conns.get(&conn) else { return };
+        let online = match &c.phase {
+            Phase::Online { phone, device } => Some((phone.clone(), *device)),
+            _ => None,
+        };
+        if node.tag != "iq" {
+            return; // acks, receipts, presence: nothing to answer here
+        }
+        let id = node.attr_str("id").unwrap_or_default().to_owned();
+        let typ = node.attr_str("type").unwrap_or_default();
+        let xmlns = node.attr_str("xmlns").unwrap_or_default();
+        if typ == "result" {
+            if let Some(sign) = node.child("pair-device-sign") {
+                self.handle_pair_device_sign(now, conn, &id, sign);
+            }
+            return;
+        }
+        if typ == "error" {
+            tracing::debug!(conn_id = conn.0, "client sent iq error");
+            return;
+        }
+        if xmlns == "md"
+            && let Some(reg) = node.child("link_code_companion_reg")
+        {
+            return self.handle_link_code_stanza(now, conn, &id, reg);
+        }
+        let Some((phone, device)) = online else {
+            // Pre-login iqs (only ping makes sense): answer empty.
+            return self.send_node(conn, &iq_result(&id));
+        };
+        match xmlns {
+            "w:p" | "urn:xmpp:ping" => {
+                if !self.conns.get(&conn).is_some_and(|c| c.mute_pongs) {
+                    self.send_node(conn, &iq_result(&id));
+                }
+            }
+            "encrypt" if node.child("count").is_some() => {
+                let n =
+                    self.accounts.get(&phone).and_then(|a| a.devices.get(&device)).map_or(0, |d| d.prekeys);
+                let reply = iq_result(&id).children([Node::new("count").attr("value", n.to_string())]);
+                self.send_node(conn, &reply);
+            }
+            "encrypt" if node.child("list").is_some() => {
+                let added = node.child("list").map_or(0, |l| l.children_with_tag("key").count());
+                if let Some(d) = self.accounts.get_mut(&phone).and_then(|a| a.devices.get_mut(&device)) {
+                    d.prekeys = d.prekeys.saturating_add(u32::try_from(added).unwrap_or(u32::MAX));
+                }
+                self.send_node(conn, &iq_result(&id));
+            }
+            "passive" => {
+                self.send_node(conn, &iq_result(&id));
+                if node.child("active").is_some() {
+                    let ib = Node::new("ib")
+                        .attr("from", server_jid())
+                        .children([Node::new("offline").attr("count", "0")]);
+                    self.later(conn, now + FIRST_STANZA_DELAY, Delayed::Nodes(vec![ib]));
+                }
+            }
+            "md" if node.child("remove-companion-device").is_some() => {
+                self.send_node(conn, &iq_result(&id));
+                self.unlink(&phone, device);
+            }
+            _ => self.send_node(conn, &iq_result(&id)),
+        }
+    }
+
+    // ---------------------------------------------------------------- pairing
+
+    fn build_pair_success(
+        &mut self,
+        now: Instant,
+        phone: &str,
+        device: u16,
+        identity_pub: &[u8; 32],
+        adv_secret: &[u8; 32],
+    ) -> Option<(Node, Vec<u8>, String)> {
+        let unix = self.unix(now);
+        let raw_id = self.rng.next_u32();
+        let mut random = [0u8; 64];
+        self.rng.fill_bytes(&mut random);
+        let id = self.next_stanza_id();
+        let a = self.accounts.get(phone)?;
+        let d = a.devices.get(&device)?;
+        let details = proto::AdvDeviceIdentity {
+            raw_id: Some(raw_id),
+            timestamp: Some(unix),
+            key_index: Some(d.key_index),
+            account_type: None,
+            device_type: None,
+        }
+        .encode_to_vec();
+        let primary = KeyPair::from_private_bytes(a.identity_priv);
+        let msg = adv::account_signature_message(false, &details, identity_pub);
+        let account_signature = crate::wa::noise::xeddsa::sign(primary.private(), &msg, &random);
+        let account = proto::AdvSignedDeviceIdentity {
+            details: Some(details.clone()),
+            account_signature_key: Some(a.identity_pub.to_vec()),
+            account_signature: Some(account_signature.to_vec()),
+            device_signature: None,
+        }
+        .encode_to_vec();
+        let hmac = adv::adv_hmac(adv_secret, false, &account);
+        let wrapped = proto::AdvSignedDeviceIdentityHmac {
+            details: Some(account),
+            hmac: Some(hmac.to_vec()),
+            account_type: None,
+        }
+        .encode_to_vec();
+        let mut success = vec![
+            Node::new("device-identity").bytes(wrapped),
+            Node::new("platform").attr("name", "android"),
+            Node::new("device").attr("jid", a.device_jid(device)).attr("lid", a.device_lid(device)),
+        ];
+        if !a.name.is_empty() {
+            success.push(Node::new("biz").attr("name", a.name.clone()));
+        }
+        let iq = Node::new("iq")
+            .attr("from", server_jid())
+            .attr("type", "set")
+            .attr("id", id.clone())
+            .attr("xmlns", "md")
+            .attr("t", unix.to_string())
+            .children([Node::new("pair-success").children(success)]);
+        Some((iq, details, id))
+    }
+
+    fn handle_pair_device_sign(&mut self, _now: Instant, conn: ConnId, id: &str, sign: &Node) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let Phase::Registration { identity_pub, pairing, .. } = &mut c.phase else {
+            return self.reject(conn, "pair-device-sign outside pairing");
+        };
+        let identity_pub = *identity_pub;
+        let Some(p) = pairing.take() else {
+            return self.reject(conn, "pair-device-sign without pair-success");
+        };
+        if p.iq_id != id {
+            return self.reject(conn, "pair-device-sign for another iq id");
+        }
+        let Some(di) = sign.child("device-identity") else { return self.reject(conn, "no device-identity") };
+        let Ok(acc) = proto::AdvSignedDeviceIdentity::decode(di.content_bytes().unwrap_or_default()) else {
+            return self.reject(conn, "malformed ADVSignedDeviceIdentity");
+        };
+        let Some(a) = self.accounts.get_mut(&p.phone) else { return self.reject(conn, "account vanished") };
+        let Some(d) = a.devices.get_mut(&p.device) else { return self.reject(conn, "device vanished") };
+        let key_index_ok = di.attr_str("key-index").and_then(|k| k.parse::<u32>().ok()) == Some(d.key_index);
+        let details_ok = acc.details.as_deref() == Some(p.details.as_slice());
+        let sig_ok =
+            acc.device_signature.as_deref().and_then(|s| <[u8; 64]>::try_from(s).ok()).is_some_and(|sig| {
+                let msg = adv::device_signature_message(false, &p.details, &identity_pub, &a.identity_pub);
+                crate::wa::noise::xeddsa::verify(&identity_pub, &msg, &sig)
+            });
+        if !(key_index_ok && details_ok && sig_ok) {
+            a.devices.remove(&p.device);
+            return self.reject(conn, "pair-device-sign failed verification");
+        }
+        d.confirmed = true;
+        self.stats.pairings += 1;
+        tracing::info!(conn_id = conn.0, device = p.device, "sim paired companion");
+        self.stream_error(conn, Node::new("stream:error").attr("code", "515"), "515");
+    }
+
+    /// The phone scans a QR code shown by a companion.
+    ///
+    /// # Errors
+    /// [`AdminError`] for an unknown phone or ref, an expired ref, or a full account.
+    pub fn scan(&mut self, now: Instant, phone: &str, qr: &str) -> Result<String, AdminError> {
+        let q = QrData::parse(qr).map_err(|e| AdminError::BadRequest(e.to_string()))?;
+        if !self.accounts.contains_key(phone) {
+            return Err(AdminError::UnknownPhone);
+        }
+        let &(conn, expires) = self.refs.get(&q.reference).ok_or(AdminError::UnknownRef)?;
+        if now >= expires {
+            return Err(AdminError::ExpiredRef);
+        }
+        let Some(Conn { phase: Phase::Registration { noise_pub, identity_pub, pairing: None, .. }, .. }) =
+            self.conns.get(&conn)
+        else {
+            return Err(AdminError::UnknownRef);
+        };
+        if *noise_pub != q.noise_pub || *identity_pub != q.identity_pub {
+            return Err(AdminError::BadRequest(
+                "qr keys do not match the companion that received the ref".into(),
+            ));
+        }
+        let unix = self.unix(now);
+        let a = self.accounts.get_mut(phone).ok_or(AdminError::UnknownPhone)?;
+        let device = a.add_device(q.noise_pub, q.identity_pub, unix).map_err(|_| AdminError::DeviceLimit)?.id;
+        let jid = a.device_jid(device);
+        self.refs.retain(|_, (owner, _)| *owner != conn);
+        self.start_pairing(now, conn, phone, device, &q.identity_pub, &q.adv_secret)?;
+        Ok(jid)
+    }
+
+    fn start_pairing(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        phone: &str,
+        device: u16,
+        identity_pub: &[u8; 32],
+        adv_secret: &[u8; 32],
+    ) -> Result<(), AdminError> {
+        let (iq, details, iq_id) = self
+            .build_pair_success(now, phone, device, identity_pub, adv_secret)
+            .ok_or(AdminError::UnknownDevice)?;
+        if let Some(Conn { phase: Phase::Registration { pairing, .. }, .. }) = self.conns.get_mut(&conn) {
+            *pairing = Some(PendingPair { phone: phone.to_owned(), device, iq_id, details });
+        }
+        self.send_node(conn, &iq);
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- link code
+
+    fn handle_link_code_stanza(&mut self, now: Instant, conn: ConnId, id: &str, reg: &Node) {
+        let stage = reg.attr_str("stage").unwrap_or_default();
+        let Some(Conn { phase: Phase::Registration { .. }, .. }) = self.conns.get(&conn) else {
+            return self.reject(conn, "link code stanza outside registration");
+        };
+        let child_bytes = |tag: &str| reg.child(tag).and_then(Node::content_bytes).map(<[u8]>::to_vec);
+        match stage {
+            "companion_hello" => {
+                let phone = reg.attr_jid("jid").map(|j| j.user.clone()).unwrap_or_default();
+                let Some(wrapped) = child_bytes("link_code_pairing_wrapped_companion_ephemeral_pub")
+                    .filter(|w| w.len() == WRAPPED_EPHEMERAL_LEN)
+                else {
+                    return self.reject(conn, "companion_hello without an 80-byte wrapped ephemeral");
+                };
+                let mut r = [0u8; 16];
+                self.rng.fill_bytes(&mut r);
+                let reference = format!("2@{}", r.iter().map(|b| format!("{b:02x}")).collect::<String>());
+                if let Some(Conn { phase: Phase::Registration { link, .. }, .. }) = self.conns.get_mut(&conn)
+                {
+                    *link = Some(Box::new(PendingLink {
+                        phone,
+                        reference: reference.clone(),
+                        wrapped_companion_eph: wrapped,
+                        entered: None,
+                    }));
+                }
+                let reply = iq_result(id).children([Node::new("link_code_companion_reg")
+                    .children([Node::new("link_code_pairing_ref").bytes(reference.into_bytes())])]);
+                self.send_node(conn, &reply);
+            }
+            "companion_finish" => {
+                let Some(Conn { phase: Phase::Registration { identity_pub, link: Some(l), .. }, .. }) =
+                    self.conns.get(&conn)
+                else {
+                    return self.reject(conn, "companion_finish before the code was entered");
+                };
+                let (phone, Some(e)) = (&l.phone, &l.entered) else {
+                    return self.reject(conn, "companion_finish before the code was entered");
+                };
+                let (identity_pub, phone, device) = (*identity_pub, phone.clone(), e.device);
+                let Some(bundle) = child_bytes("link_code_pairing_wrapped_key_bundle") else {
+                    return self.reject(conn, "companion_finish without key bundle");
+                };
+                let Some(a) = self.accounts.get(&phone) else { return self.reject(conn, "account vanished") };
+                let secret = crate::wa::pair::code::primary_open_bundle(
+                    &e.primary_eph.private().to_bytes(),
+                    &e.companion_eph_pub,
+                    &a.identity_priv,
+                    &a.identity_pub,
+                    &identity_pub,
+                    &bundle,
+                );
+                let secret = match secret {
+                    Ok(s) => s,
+                    Err(err) => return self.reject(conn, &err.to_string()),
+                };
+                self.send_node(conn, &iq_result(id));
+                if self.start_pairing(now, conn, &phone, device, &identity_pub, &secret).is_err() {
+                    self.reject(conn, "device vanished during link-code pairing");
+                }
+            }
+            _ => self.send_node(conn, &iq_result(id)),
+        }
+    }
+
+    /// The phone enters a pair code shown by a companion that requested one for `phone`.
+    ///
+    /// # Errors
+    /// [`AdminError`] for an unknown phone, no pending request, a bad code shape or a full
+    /// account. A wrong (well-formed) code is only detected when the companion answers; that
+    /// connection is then closed.
+    pub fn enter_link_code(&mut self, now: Instant, phone: &str, code: &str) -> Result<String, AdminError> {
+        let code = PairCode::parse(code).map_err(|e| AdminError::BadRequest(e.to_string()))?;
+        if !self.accounts.contains_key(phone) {
+            return Err(AdminError::UnknownPhone);
+        }
+        let conn = self
+            .conns
+            .iter()
+            .find(|(_, c)| {
+                matches!(&c.phase, Phase::Registration { link: Some(l), pairing: None, .. } if l.phone == phone && l.entered.is_none())
+                    && !c.closed
+            })
+            .map(|(id, _)| *id)
+            .ok_or(AdminError::NoPendingLinkCode)?;
+        let Some(Conn {
+            phase: Phase::Registration { noise_pub, identity_pub, link: Some(link), .. }, ..
+        }) = self.conns.get(&conn)
+        else {
+            return Err(AdminError::NoPendingLinkCode);
+        };
+        let (noise_pub, identity_pub) = (*noise_pub, *identity_pub);
+        let companion_eph_pub = code
+            .unwrap_ephemeral(&link.wrapped_companion_eph)
+            .map_err(|e| AdminError::BadRequest(e.to_string()))?;
+        let reference = link.reference.clone();
+        let unix = self.unix(now);
+        let a = self.accounts.get_mut(phone).ok_or(AdminError::UnknownPhone)?;
+        let device = a.add_device(noise_pub, identity_pub, unix).map_err(|_| AdminError::DeviceLimit)?.id;
+        let jid = a.device_jid(device);
+        let primary_identity_pub = a.identity_pub;
+        let primary_eph = KeyPair::generate(&mut self.rng);
+        let (mut salt, mut iv) = ([0u8; 32], [0u8; 16]);
+        self.rng.fill_bytes(&mut salt);
+        self.rng.fill_bytes(&mut iv);
+        let wrapped = code.wrap_ephemeral(primary_eph.public(), &salt, &iv);
+        let id = self.next_stanza_id();
+        let notification = Node::new("notification")
+            .attr("from", server_jid())
+            .attr("type", "link_code_companion_reg")
+            .attr("id", id)
+            .attr("t", unix.to_string())
+            .children([Node::new("link_code_companion_reg").attr("stage", "primary_hello").children([
+                Node::new("link_code_pairing_wrapped_primary_ephemeral_pub").bytes(wrapped.to_vec()),
+                Node::new("primary_identity_pub").bytes(primary_identity_pub.to_vec()),
+                Node::new("link_code_pairing_ref").bytes(reference.into_bytes()),
+            ])]);
+        if let Some(Conn { phase: Phase::Registration { link: Some(l), .. }, .. }) = self.conns.get_mut(&conn)
+        {
+            l.entered = Some(EnteredCode { primary_eph, companion_eph_pub, device });
+        }
+        self.refs.retain(|_, (owner, _)| *owner != conn);
+        self.send_node(conn, &notification);
+        Ok(jid)
+    }
+
+    // ---------------------------------------------------------------- admin
+
+    /// Creates a phone (account with a simulated primary). Returns `(created, jid)`.
+    ///
+    /// # Errors
+    /// [`AdminError::BadRequest`] unless `phone` is 5–20 digits.
+    pub fn add_phone(&mut self, phone: &str, name: &str) -> Result<(bool, String), AdminError> {
+        if !(5..=20).contains(&phone.len())
+            || !phone.bytes().all(|b| b.is_ascii_digit())
+            || phone.starts_with('0')
+        {
+            return Err(AdminError::BadRequest(format!("phone must be 5-20 digits, got {phone:?}")));
+        }
+        if let Some(a) = self.accounts.get(phone) {
+            return Ok((false, a.jid()));
+        }
+        let kp = KeyPair::generate(&mut self.rng);
+        let lid = self.next_lid.to_string();
+        self.next_lid += 1;
+        let a = Account::new(phone.to_owned(), name.to_owned(), lid, *kp.private().to_bytes(), *kp.public());
+        let jid = a.jid();
+        self.accounts.insert(phone.to_owned(), a);
+        Ok((true, jid))
+    }
+
+    /// The companions of a phone.
+    ///
+    /// # Errors
+    /// [`AdminError::UnknownPhone`].
+    pub fn devices(&self, phone: &str) -> Result<Vec<DeviceInfo>, AdminError> {
+        let a = self.accounts.get(phone).ok_or(AdminError::UnknownPhone)?;
+        Ok(a.devices
+            .values()
+            .filter(|d| d.confirmed)
+            .map(|d| DeviceInfo {
+                device_jid: a.device_jid(d.id),
+                linked_at: rfc3339(d.linked_at),
+                online: self.live.contains_key(&(phone.to_owned(), d.id)),
+                logins: d.logins,
+            })
+            .collect())
+    }
+
+    fn unlink(&mut self, phone: &str, device: u16) -> bool {
+        let removed = self.accounts.get_mut(phone).and_then(|a| a.devices.remove(&device)).is_some();
+        if let Some(conn) = self.live.remove(&(phone.to_owned(), device)) {
+            let e = Node::new("stream:error")
+                .attr("code", "401")
+                .children([Node::new("conflict").attr("type", "device_removed")]);
+            self.stream_error(conn, e, "401");
+        }
+        removed
+    }
+
+    /// Unlinks a device (`device` is `N` or the full device JID); its live socket gets 401.
+    ///
+    /// # Errors
+    /// [`AdminError::UnknownPhone`] / [`AdminError::UnknownDevice`].
+    pub fn remove_device(&mut self, _now: Instant, phone: &str, device: &str) -> Result<(), AdminError> {
+        if !self.accounts.contains_key(phone) {
+            return Err(AdminError::UnknownPhone);
+        }
+        let id = match device.parse::<u16>() {
+            Ok(n) => n,
+            Err(_) => match parse_device_jid(device) {
+                Some((user, n)) if user == phone => n,
+                _ => return Err(AdminError::UnknownDevice),
+            },
+        };
+        if self.unlink(phone, id) { Ok(()) } else { Err(AdminError::UnknownDevice) }
+    }
+
+    /// Injects a fault into the live connection of `device_jid`.
+    ///
+    /// # Errors
+    /// [`AdminError::UnknownDevice`] or [`AdminError::NotOnline`].
+    pub fn inject_fault(&mut self, _now: Instant, device_jid: &str, fault: Fault) -> Result<(), AdminError> {
+        let (phone, device) = parse_device_jid(device_jid).ok_or(AdminError::UnknownDevice)?;
+        if !self.accounts.get(&phone).is_some_and(|a| a.devices.contains_key(&device)) {
+            return Err(AdminError::UnknownDevice);
+        }
+        if fault == Fault::Logout {
+            self.unlink(&phone, device);
+            return Ok(());
+        }
+        let conn = *self.live.get(&(phone.clone(), device)).ok_or(AdminError::NotOnline)?;
+        match fault {
+            Fault::Drop => self.close(conn),
+            Fault::Conflict => {
+                self.live.remove(&(phone, device));
+                self.stats.replaced += 1;
+                let e = Node::new("stream:error").children([Node::new("conflict").attr("type", "replaced")]);
+                self.stream_error(conn, e, "440");
+            }
+            Fault::Ban => {
+                if let Some(a) = self.accounts.get_mut(&phone) {
+                    a.banned = true;
+                }
+                self.stream_error(conn, Node::new("failure").attr("reason", "403"), "403");
+            }
+            Fault::Unavailable => {
+                self.stats.count_error("503");
+                self.send_node(conn, &Node::new("stream:error").attr("code", "503"));
+                self.send_node(conn, &Node::new("xmlstreamend"));
+                self.close(conn);
+            }
+            Fault::MutePongs => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.mute_pongs = true;
+                }
+            }
+            Fault::CorruptFrame => {
+                let mut junk = vec![0u8; 48];
+                self.rng.fill_bytes(&mut junk);
+                if let Ok(b) = frame::frame(&junk) {
+                    self.send_raw(conn, b);
+                }
+            }
+            Fault::Logout => {}
+        }
+        Ok(())
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> Stats {
+        self.stats.clone()
+    }
+}
