@@ -14,7 +14,7 @@ pub mod conformance;
 pub mod crypt;
 pub mod embedded;
 pub mod error;
-// pub mod firestore;
+pub mod firestore;
 mod lease;
 pub mod memory;
 pub mod model;
@@ -278,6 +278,13 @@ pub async fn open(config: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
             let ring = crypt::Keyring::from_env(crypt::KeyPolicy::Local, Some(&key_file))?;
             Arc::new(embedded::EmbeddedStore::open(path, Arc::new(ring), clock).await?)
         }
-        StoreConfig::Firestore { .. } => todo!(),
+        StoreConfig::Firestore { project, database } => {
+            let ring = crypt::Keyring::from_env(crypt::KeyPolicy::Remote, None)?;
+            if !ring.is_encrypted() {
+                tracing::warn!("firestore store runs without a master key: secrets are stored unencrypted");
+            }
+            let opts = firestore::FirestoreOptions::new(project.clone()).with_database(database.clone());
+            Arc::new(firestore::FirestoreStore::connect(opts, Arc::new(ring), clock).await?)
+        }
     })
 }

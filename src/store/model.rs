@@ -532,6 +532,7 @@ pub struct LastDisconnect {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct TenantStatus {
     /// Lifecycle state.
+    #[serde(default)]
     pub state: LinkState,
     /// Own JID, if linked.
     #[serde(default)]

@@ -1,0 +1,4 @@
+//! The single integration-test binary (rustls style): one topic module per area.
+
+mod store_conformance;
+mod store_wrappers;
