@@ -720,14 +720,14 @@ mod tests {
         prop_oneof![
             any::<u32>().prop_map(KeyRef::PreKey),
             any::<u32>().prop_map(KeyRef::SignedPreKey),
-            s.clone().prop_map(KeyRef::Session),
-            s.clone().prop_map(KeyRef::Identity),
-            (s.clone(), s.clone()).prop_map(|(group, sender)| KeyRef::SenderKey { group, sender }),
-            s.clone().prop_map(KeyRef::SenderKeyMemory),
-            s.clone().prop_map(KeyRef::AppStateSyncKey),
-            s.clone().prop_map(KeyRef::AppStateVersion),
-            s.clone().prop_map(KeyRef::LidMapping),
-            s.clone().prop_map(KeyRef::DeviceList),
+            s.prop_map(KeyRef::Session),
+            s.prop_map(KeyRef::Identity),
+            (s, s).prop_map(|(group, sender)| KeyRef::SenderKey { group, sender }),
+            s.prop_map(KeyRef::SenderKeyMemory),
+            s.prop_map(KeyRef::AppStateSyncKey),
+            s.prop_map(KeyRef::AppStateVersion),
+            s.prop_map(KeyRef::LidMapping),
+            s.prop_map(KeyRef::DeviceList),
             s.prop_map(KeyRef::TcToken),
         ]
     }
