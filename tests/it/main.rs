@@ -1,6 +1,10 @@
-//! The single integration-test binary: topic modules run against the in-process simulator on
-//! 127.0.0.1 (rustls-style layout).
+//! The single integration-test binary (rustls style): one topic module per area, run against the
+//! in-process simulator and the stores on 127.0.0.1.
 
-#![expect(clippy::unwrap_used, reason = "test helpers outside #[test] fns fail loudly by design")]
+// clippy.toml allows unwrap/expect/print inside #[test] fns only; the fixture helpers of this
+// test binary need them too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 mod sim_pairing;
+mod store_conformance;
+mod store_wrappers;

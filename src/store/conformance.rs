@@ -1,0 +1,400 @@
+//! The store conformance suite: one set of checks every backend must pass (memory, embedded,
+//! Firestore through the emulator). Each check takes a fresh [`Fixture`] and panics with a clear
+//! message on a violation; `tests/it/store_conformance.rs` runs every check against every
+//! backend. Used only by tests and the bench; never by production code paths.
+
+use std::any::Any;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt as _;
+
+use super::model::{EVENTS_KEPT, KeyPair, LastDisconnect, LinkState, Me, SignedPreKey};
+use super::{
+    Creds, Delta, DeltaBatch, KeyRef, ManualClock, OutboxItem, SecretBytes, Store, StoreError, StoredEvent,
+    TenantStatus, TestHooks,
+};
+use crate::types::{FencingToken, TenantId};
+
+/// A fresh store plus the levers the checks need.
+pub struct Fixture {
+    /// The store under test (empty).
+    pub store: Arc<dyn Store>,
+    /// Backend-specific test hooks on the same store.
+    pub hooks: Arc<dyn TestHooks>,
+    /// The clock the store reads (lease expiry).
+    pub clock: ManualClock,
+    /// A store of the same backend whose storage cannot be reached, or the error that opening
+    /// one gave.
+    pub unreachable: Result<Arc<dyn Store>, StoreError>,
+    /// Keeps temp dirs etc. alive for the fixture's lifetime.
+    pub guard: Option<Box<dyn Any + Send>>,
+}
+
+/// Lease TTL used by the checks.
+pub const TTL: Duration = Duration::from_secs(30);
+
+/// A tenant id for tests (panics on an invalid literal: test-only).
+pub fn tenant(s: &str) -> TenantId {
+    match TenantId::new(s) {
+        Ok(t) => t,
+        Err(e) => panic!("bad test tenant id {s:?}: {e}"),
+    }
+}
+
+/// Deterministic sample creds, different per `seed`.
+pub fn sample_creds(seed: u8) -> Creds {
+    let b = |n: u8, len: usize| vec![seed.wrapping_mul(31).wrapping_add(n); len];
+    Creds {
+        noise_key: KeyPair { public: b(1, 32), private: SecretBytes::new(b(2, 32)) },
+        identity_key: KeyPair { public: b(3, 33), private: SecretBytes::new(b(4, 32)) },
+        registration_id: 1000 + u32::from(seed),
+        signed_pre_key: SignedPreKey {
+            id: 1,
+            key_pair: KeyPair { public: b(5, 33), private: SecretBytes::new(b(6, 32)) },
+            signature: b(7, 64),
+        },
+        adv_secret: SecretBytes::new(b(8, 32)),
+        me: Some(Me { jid: format!("1555000{seed}:3@s.whatsapp.net"), lid: Some(format!("9{seed}:3@lid")) }),
+        account: Some(b(9, 120)),
+        platform: Some("smba".into()),
+        push_name: Some(format!("tenant {seed}")),
+        next_pre_key_id: 31,
+        first_unuploaded_pre_key_id: 31,
+        my_app_state_key_id: Some("00aa".into()),
+        routing_info: Some(b(10, 8)),
+        last_prop_hash: None,
+    }
+}
+
+/// One of each key kind, values derived from `seed`.
+pub fn sample_keys(seed: u8) -> Vec<(KeyRef, SecretBytes)> {
+    let v = |n: u8| SecretBytes::new(vec![seed ^ n; 40 + usize::from(n)]);
+    vec![
+        (KeyRef::PreKey(1), v(1)),
+        (KeyRef::PreKey(2), v(2)),
+        (KeyRef::SignedPreKey(1), v(3)),
+        (KeyRef::Session("15550001234.0:1".into()), v(4)),
+        (KeyRef::Identity("15550001234.0:1".into()), v(5)),
+        (KeyRef::SenderKey { group: "120363@g.us".into(), sender: "9@lid.2".into() }, v(6)),
+        (KeyRef::SenderKeyMemory("120363@g.us".into()), v(7)),
+        (KeyRef::AppStateSyncKey("00aa".into()), v(8)),
+        (KeyRef::AppStateVersion("regular_high".into()), v(9)),
+        (KeyRef::LidMapping("15550001234".into()), v(10)),
+        (KeyRef::DeviceList("15550001234".into()), v(11)),
+        (KeyRef::TcToken("a/b c".into()), v(12)),
+    ]
+}
+
+fn sample_status() -> TenantStatus {
+    TenantStatus {
+        state: LinkState::Connected,
+        me: Some("15550001:3@s.whatsapp.net".into()),
+        push_name: Some("x".into()),
+        linked_at: Some(10),
+        last_connected_at: Some(20),
+        last_disconnect: Some(LastDisconnect { code: 428, reason: "connection closed".into(), at: 15 }),
+        reconnects: 2,
+        devices_registered: vec!["15550001:3@s.whatsapp.net".into()],
+        updated_at: 20,
+    }
+}
+
+fn full_batch(seed: u8) -> DeltaBatch {
+    let mut b = DeltaBatch::new().with(Delta::CredsPut(Box::new(sample_creds(seed))));
+    for (key, value) in sample_keys(seed) {
+        b.push(Delta::KeyPut { key, value });
+    }
+    b.push(Delta::StatusPut(sample_status()));
+    b.push(Delta::OutboxPut(OutboxItem {
+        id: "3EB0/AB.cd".into(),
+        created_at: 5,
+        payload: SecretBytes::new(b"hello".to_vec()),
+    }));
+    b
+}
+
+async fn link(f: &Fixture, t: &TenantId, seed: u8) -> FencingToken {
+    let lease =
+        f.store.acquire_lease(t, "holder-a", TTL).await.unwrap_or_else(|e| panic!("acquire {t}: {e}"));
+    f.store.commit(t, lease.fence(), &full_batch(seed)).await.unwrap_or_else(|e| panic!("commit {t}: {e}"));
+    lease.fence()
+}
+
+/// Hydrate returns exactly what was committed; later deltas on the same key win.
+pub async fn hydrate_returns_committed(f: Fixture) {
+    let t = tenant("alpha");
+    let fence = link(&f, &t, 1).await;
+    let snap = f.store.hydrate(&t).await.unwrap_or_else(|e| panic!("hydrate: {e}"));
+    assert_eq!(snap.creds, Some(sample_creds(1)), "creds differ after round trip");
+    let want: std::collections::BTreeMap<_, _> = sample_keys(1).into_iter().collect();
+    assert_eq!(snap.keys, want, "keys differ after round trip");
+    assert_eq!(snap.status, Some(sample_status()));
+    assert_eq!(snap.lease.as_ref().map(|l| l.fence()), Some(fence));
+    assert_eq!(snap.outbox.get("3EB0/AB.cd").map(|o| o.payload.expose().to_vec()), Some(b"hello".to_vec()));
+
+    let mut c2 = sample_creds(1);
+    c2.next_pre_key_id = 99;
+    let b = DeltaBatch::new()
+        .with(Delta::KeyPut { key: KeyRef::PreKey(1), value: SecretBytes::new(vec![1]) })
+        .with(Delta::KeyPut { key: KeyRef::PreKey(1), value: SecretBytes::new(vec![2]) })
+        .with(Delta::CredsPut(Box::new(c2.clone())));
+    f.store.commit(&t, fence, &b).await.unwrap_or_else(|e| panic!("commit 2: {e}"));
+    let snap = f.store.hydrate(&t).await.unwrap_or_else(|e| panic!("hydrate 2: {e}"));
+    assert_eq!(
+        snap.keys.get(&KeyRef::PreKey(1)).map(|v| v.expose().to_vec()),
+        Some(vec![2]),
+        "last put wins"
+    );
+    assert_eq!(snap.creds, Some(c2));
+    let tenants = f.store.list_tenants().await.unwrap_or_else(|e| panic!("list: {e}"));
+    assert_eq!(tenants, vec![t.clone()]);
+    let empty = f.store.hydrate(&tenant("nobody")).await.unwrap_or_else(|e| panic!("hydrate empty: {e}"));
+    assert!(empty.creds.is_none() && empty.keys.is_empty(), "unknown tenant hydrates empty");
+}
+
+/// A commit that fails half-way applies nothing; the next commit works.
+pub async fn commit_is_atomic(f: Fixture) {
+    let t = tenant("atomic");
+    let fence = link(&f, &t, 2).await;
+    let before = f.store.hydrate(&t).await.unwrap_or_else(|e| panic!("hydrate: {e}"));
+    let mut c = sample_creds(2);
+    c.next_pre_key_id = 500;
+    let b = DeltaBatch::new()
+        .with(Delta::KeyPut { key: KeyRef::Session("new.0".into()), value: SecretBytes::new(vec![9; 10]) })
+        .with(Delta::KeyDelete(KeyRef::PreKey(1)))
+        .with(Delta::CredsPut(Box::new(c)))
+        .with(Delta::KeyPut { key: KeyRef::PreKey(77), value: SecretBytes::new(vec![7]) });
+    f.hooks.fail_next_commit_after(2);
+    let r = f.store.commit(&t, fence, &b).await;
+    assert!(r.is_err(), "armed commit must fail, got {r:?}");
+    let after = f.store.hydrate(&t).await.unwrap_or_else(|e| panic!("hydrate after: {e}"));
+    assert_eq!(after, before, "a failed commit left partial writes behind");
+    f.store.commit(&t, fence, &b).await.unwrap_or_else(|e| panic!("retry commit: {e}"));
+    let done = f.store.hydrate(&t).await.unwrap_or_else(|e| panic!("hydrate done: {e}"));
+    assert!(!done.keys.contains_key(&KeyRef::PreKey(1)) && done.keys.contains_key(&KeyRef::PreKey(77)));
+    assert_eq!(done.creds.map(|c| c.next_pre_key_id), Some(500));
+}
+
+/// Invariant 2: a stale holder's commit is rejected and nothing of its batch lands.
+pub async fn stale_fence_rejected(f: Fixture) {
+    let t = tenant("fenced");
+    let a = f.store.acquire_lease(&t, "holder-a", TTL).await.unwrap_or_else(|e| panic!("acquire a: {e}"));
+    f.store.commit(&t, a.fence(), &full_batch(3)).await.unwrap_or_else(|e| panic!("commit a: {e}"));
+    f.clock.advance(TTL + Duration::from_secs(1));
+    let b = f.store.acquire_lease(&t, "holder-b", TTL).await.unwrap_or_else(|e| panic!("acquire b: {e}"));
+    assert!(b.epoch > a.epoch, "takeover must bump the epoch");
+    let stale = DeltaBatch::new()
+        .with(Delta::KeyPut { key: KeyRef::Session("stale.0".into()), value: SecretBytes::new(vec![1]) })
+        .with(Delta::KeyDelete(KeyRef::PreKey(1)));
+    match f.store.commit(&t, a.fence(), &stale).await {
+        Err(StoreError::Fenced { held, presented, .. }) => {
+            assert_eq!((held, presented), (b.fence(), a.fence()));
+        }
+        other => panic!("stale commit must be Fenced, got {other:?}"),
+    }
+    let snap = f.store.hydrate(&t).await.unwrap_or_else(|e| panic!("hydrate: {e}"));
+    assert!(!snap.keys.contains_key(&KeyRef::Session("stale.0".into())), "stale put landed");
+    assert!(snap.keys.contains_key(&KeyRef::PreKey(1)), "stale delete landed");
+    assert!(matches!(f.store.renew_lease(&t, &a, TTL).await, Err(StoreError::Fenced { .. })));
+    assert!(matches!(f.store.delete_tenant_keys(&t, a.fence()).await, Err(StoreError::Fenced { .. })));
+    assert!(matches!(
+        f.store.commit(&tenant("never-leased"), FencingToken(1), &stale).await,
+        Err(StoreError::Fenced { .. })
+    ));
+    f.store.commit(&t, b.fence(), &stale).await.unwrap_or_else(|e| panic!("current holder commit: {e}"));
+}
+
+/// A live lease blocks others; expiry allows takeover with a higher epoch; renew extends.
+pub async fn lease_expiry_and_takeover(f: Fixture) {
+    let t = tenant("lease");
+    let a = f.store.acquire_lease(&t, "holder-a", TTL).await.unwrap_or_else(|e| panic!("acquire: {e}"));
+    match f.store.acquire_lease(&t, "holder-b", TTL).await {
+        Err(StoreError::LeaseHeld { holder, .. }) => assert_eq!(holder, "holder-a"),
+        other => panic!("live lease must block another holder, got {other:?}"),
+    }
+    f.clock.advance(TTL / 2);
+    let a2 = f.store.renew_lease(&t, &a, TTL).await.unwrap_or_else(|e| panic!("renew: {e}"));
+    assert_eq!(a2.epoch, a.epoch, "renew keeps the epoch");
+    assert!(a2.expires_at > a.expires_at, "renew extends");
+    f.clock.advance(TTL / 2 + Duration::from_secs(1));
+    assert!(f.store.acquire_lease(&t, "holder-b", TTL).await.is_err(), "renewed lease still live");
+    f.clock.advance(TTL);
+    let b = f.store.acquire_lease(&t, "holder-b", TTL).await.unwrap_or_else(|e| panic!("takeover: {e}"));
+    assert!(b.epoch > a2.epoch);
+    assert!(f.store.acquire_lease(&t, "holder-a", TTL).await.is_err(), "old holder cannot come back");
+}
+
+/// Release lets another holder acquire at once, and fences the releaser.
+pub async fn release_lets_other_acquire(f: Fixture) {
+    let t = tenant("release");
+    let a = f.store.acquire_lease(&t, "holder-a", TTL).await.unwrap_or_else(|e| panic!("acquire: {e}"));
+    f.store.release_lease(&t, &a).await.unwrap_or_else(|e| panic!("release: {e}"));
+    let b = f
+        .store
+        .acquire_lease(&t, "holder-b", TTL)
+        .await
+        .unwrap_or_else(|e| panic!("acquire after release: {e}"));
+    assert!(b.epoch > a.epoch);
+    let r = f.store.commit(&t, a.fence(), &DeltaBatch::new().with(Delta::KeyDelete(KeyRef::PreKey(1)))).await;
+    assert!(matches!(r, Err(StoreError::Fenced { .. })), "released fence must not commit: {r:?}");
+    assert!(f.store.release_lease(&t, &a).await.is_err(), "double release of a stale lease is refused");
+}
+
+/// Deleted keys stay deleted; delete_tenant_keys clears creds and keys but keeps status.
+pub async fn deleted_keys_stay_deleted(f: Fixture) {
+    let t = tenant("deleted");
+    let fence = link(&f, &t, 4).await;
+    f.store
+        .commit(&t, fence, &DeltaBatch::new().with(Delta::KeyDelete(KeyRef::PreKey(2))))
+        .await
+        .unwrap_or_else(|e| panic!("delete commit: {e}"));
+    for _ in 0..2 {
+        let s = f.store.hydrate(&t).await.unwrap_or_else(|e| panic!("hydrate: {e}"));
+        assert!(!s.keys.contains_key(&KeyRef::PreKey(2)), "deleted key came back");
+    }
+    f.store.delete_tenant_keys(&t, fence).await.unwrap_or_else(|e| panic!("delete tenant keys: {e}"));
+    let s = f.store.hydrate(&t).await.unwrap_or_else(|e| panic!("hydrate: {e}"));
+    assert!(s.creds.is_none(), "creds survived delete_tenant_keys");
+    assert!(s.keys.is_empty(), "keys survived delete_tenant_keys: {:?}", s.keys.keys().collect::<Vec<_>>());
+    assert_eq!(s.status, Some(sample_status()), "status doc must stay");
+    assert!(f.store.list_tenants().await.unwrap_or_default().contains(&t), "tenant still listed");
+}
+
+/// A corrupt or undecryptable value is `Corrupt` for that tenant only; the others hydrate.
+pub async fn corrupt_value_isolated(f: Fixture) {
+    let (bad_key, bad_creds, good) = (tenant("bad-key"), tenant("bad-creds"), tenant("good"));
+    link(&f, &bad_key, 5).await;
+    link(&f, &bad_creds, 6).await;
+    link(&f, &good, 7).await;
+    let victim = KeyRef::Session("15550001234.0:1".into());
+    f.hooks.corrupt_key(&bad_key, &victim).await.unwrap_or_else(|e| panic!("corrupt key: {e}"));
+    f.hooks.corrupt_creds(&bad_creds).await.unwrap_or_else(|e| panic!("corrupt creds: {e}"));
+    match f.store.hydrate(&bad_key).await {
+        Err(StoreError::Corrupt { tenant, key, .. }) => {
+            assert_eq!(tenant, bad_key);
+            assert_eq!(key, format!("keys/{}", victim.doc_id()));
+        }
+        other => panic!("corrupt key must be Corrupt, got {other:?}"),
+    }
+    match f.store.hydrate(&bad_creds).await {
+        Err(StoreError::Corrupt { tenant, key, .. }) => {
+            assert_eq!((tenant, key.as_str()), (bad_creds.clone(), "creds/current"))
+        }
+        other => panic!("corrupt creds must be Corrupt (never fresh creds), got {other:?}"),
+    }
+    let mut seen = Vec::new();
+    let mut stream = f.store.hydrate_all(2).await.unwrap_or_else(|e| panic!("hydrate_all: {e}"));
+    while let Some((t, r)) = stream.next().await {
+        seen.push(t.clone());
+        if t == good {
+            match r {
+                Ok(s) => assert_eq!(s.creds, Some(sample_creds(7)), "good tenant hydrates intact"),
+                Err(e) => panic!("good tenant must hydrate despite the corrupt ones: {e}"),
+            }
+        } else {
+            assert!(matches!(r, Err(StoreError::Corrupt { .. })), "{t} must be Corrupt");
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, vec![bad_creds, bad_key, good], "hydrate_all must yield every tenant");
+}
+
+/// A sealed value moved to another tenant or another key fails to open (AAD binding).
+pub async fn moved_value_fails(f: Fixture) {
+    let (a, b, c) = (tenant("src"), tenant("dst"), tenant("self"));
+    link(&f, &a, 8).await;
+    link(&f, &b, 9).await;
+    link(&f, &c, 10).await;
+    let k = KeyRef::Session("15550001234.0:1".into());
+    f.hooks.copy_raw_key(&a, &k, &b, &k).await.unwrap_or_else(|e| panic!("copy: {e}"));
+    assert!(
+        matches!(f.store.hydrate(&b).await, Err(StoreError::Corrupt { .. })),
+        "value moved across tenants opened"
+    );
+    f.hooks
+        .copy_raw_key(&c, &KeyRef::PreKey(1), &c, &KeyRef::PreKey(2))
+        .await
+        .unwrap_or_else(|e| panic!("copy: {e}"));
+    assert!(
+        matches!(f.store.hydrate(&c).await, Err(StoreError::Corrupt { .. })),
+        "value moved across keys opened"
+    );
+    assert!(f.store.hydrate(&a).await.is_ok(), "the source tenant is untouched");
+}
+
+/// An unreachable store is `Unavailable` (retryable), never an empty tenant list.
+pub async fn unreachable_is_unavailable(f: Fixture) {
+    let store = match f.unreachable {
+        Err(e) => {
+            assert!(matches!(e, StoreError::Unavailable { .. }), "opening an unreachable store: {e:?}");
+            return;
+        }
+        Ok(s) => s,
+    };
+    match store.list_tenants().await {
+        Err(e @ StoreError::Unavailable { .. }) => assert!(e.is_retryable()),
+        other => panic!("list_tenants on an unreachable store must be Unavailable, got {other:?}"),
+    }
+    assert!(matches!(store.hydrate(&tenant("x")).await, Err(StoreError::Unavailable { .. })));
+    assert!(matches!(store.hydrate_all(4).await, Err(StoreError::Unavailable { .. })));
+    let r = store.commit(&tenant("x"), FencingToken(1), &DeltaBatch::new()).await;
+    assert!(matches!(r, Err(StoreError::Unavailable { .. })), "commit: {r:?}");
+    assert!(store.acquire_lease(&tenant("x"), "h", TTL).await.is_err());
+}
+
+/// Status doc, bounded events and outbox items behave the same everywhere.
+pub async fn status_events_outbox(f: Fixture) {
+    let t = tenant("misc");
+    assert_eq!(f.store.read_status(&t).await.unwrap_or_else(|e| panic!("read: {e}")), None);
+    f.store.write_status(&t, &sample_status()).await.unwrap_or_else(|e| panic!("write: {e}"));
+    assert_eq!(f.store.read_status(&t).await.ok().flatten(), Some(sample_status()));
+    let lease = f.store.acquire_lease(&t, "h", TTL).await.unwrap_or_else(|e| panic!("acquire: {e}"));
+    let mut s2 = sample_status();
+    s2.me = None;
+    s2.state = LinkState::LoggedOut;
+    f.store.write_status(&t, &s2).await.unwrap_or_else(|e| panic!("write 2: {e}"));
+    let snap = f.store.hydrate(&t).await.unwrap_or_else(|e| panic!("hydrate: {e}"));
+    assert_eq!(snap.status, Some(s2), "status fields replaced, cleared field gone");
+    assert_eq!(snap.lease, Some(lease.clone()), "status write must not touch the lease");
+
+    for i in 0..(EVENTS_KEPT as u64 + 5) {
+        let e = StoredEvent { at: 1000 + i, kind: "connected".into(), detail: format!("n{i}") };
+        f.store.append_event(&t, &e).await.unwrap_or_else(|e| panic!("append: {e}"));
+    }
+    let ev = f.store.list_events(&t).await.unwrap_or_else(|e| panic!("events: {e}"));
+    assert_eq!(ev.len(), EVENTS_KEPT, "events are bounded");
+    assert_eq!(ev.first().map(|e| e.detail.as_str()), Some("n5"), "oldest dropped first");
+    assert_eq!(ev.last().map(|e| e.detail.as_str()), Some(format!("n{}", EVENTS_KEPT + 4).as_str()));
+
+    let item = |id: &str| OutboxItem {
+        id: id.into(),
+        created_at: 1,
+        payload: SecretBytes::new(id.as_bytes().to_vec()),
+    };
+    let b = DeltaBatch::new().with(Delta::OutboxPut(item("m1"))).with(Delta::OutboxPut(item("m2")));
+    f.store.commit(&t, lease.fence(), &b).await.unwrap_or_else(|e| panic!("outbox commit: {e}"));
+    let b = DeltaBatch::new().with(Delta::OutboxDelete("m1".into()));
+    f.store.commit(&t, lease.fence(), &b).await.unwrap_or_else(|e| panic!("outbox delete: {e}"));
+    let out = f.store.list_outbox(&t).await.unwrap_or_else(|e| panic!("list outbox: {e}"));
+    assert_eq!(out, vec![item("m2")]);
+}
+
+/// hydrate_all streams every tenant with bounded concurrency.
+pub async fn hydrate_all_streams_everyone(f: Fixture) {
+    let mut want = Vec::new();
+    for i in 0..12u8 {
+        let t = tenant(&format!("bulk-{i:02}"));
+        link(&f, &t, i).await;
+        want.push(t);
+    }
+    let mut got: Vec<TenantId> = Vec::new();
+    let mut stream = f.store.hydrate_all(3).await.unwrap_or_else(|e| panic!("hydrate_all: {e}"));
+    while let Some((t, r)) = stream.next().await {
+        let snap = r.unwrap_or_else(|e| panic!("hydrate {t}: {e}"));
+        assert!(snap.creds.is_some() && snap.keys.len() == sample_keys(0).len());
+        got.push(t);
+    }
+    got.sort();
+    assert_eq!(got, want);
+}

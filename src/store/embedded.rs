@@ -1,0 +1,450 @@
+//! Embedded backend: one redb file (default `./data/staylinked.redb`), used when no Firestore is
+//! configured so the gateway runs with zero setup. Every commit and lease change is one redb
+//! write transaction (serialised, durable on commit), so fencing is checked and the batch
+//! applied atomically. redb is synchronous; calls run on tokio's blocking pool.
+//!
+//! Tables: `tenants` (tenant → status+lease JSON), `creds` (tenant → creds record),
+//! `keys` ((tenant, doc id) → sealed value), `outbox` ((tenant, doc id) → sealed item),
+//! `events` ((tenant, seq) → event JSON).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use redb::{Database, ReadableDatabase as _, ReadableTable, TableDefinition};
+
+use super::crypt::Keyring;
+use super::model::EVENTS_KEPT;
+use super::record::{self, FaultArm, Op, TenantRow};
+use super::{
+    BackendKind, DeltaBatch, KeyRef, Lease, OutboxItem, Store, StoreClock, StoreError, StoredEvent,
+    TenantSnapshot, TenantStatus, TestHooks, lease,
+};
+use crate::types::{FencingToken, TenantId};
+
+const TENANTS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("tenants");
+const CREDS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("creds");
+const KEYS: TableDefinition<'_, (&str, &str), &[u8]> = TableDefinition::new("keys");
+const OUTBOX: TableDefinition<'_, (&str, &str), &[u8]> = TableDefinition::new("outbox");
+const EVENTS: TableDefinition<'_, (&str, u64), &[u8]> = TableDefinition::new("events");
+
+/// The redb-backed store. Cheap to clone.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Database,
+    path: PathBuf,
+    ring: Arc<Keyring>,
+    clock: Arc<dyn StoreClock>,
+    fault: FaultArm,
+}
+
+impl std::fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedStore").field("path", &self.inner.path).finish_non_exhaustive()
+    }
+}
+
+fn err<E: Into<redb::Error>>(op: &'static str) -> impl Fn(E) -> StoreError {
+    move |e| {
+        let e: redb::Error = e.into();
+        match e {
+            redb::Error::TableTypeMismatch { .. } | redb::Error::UpgradeRequired(_) => {
+                StoreError::backend(op, e)
+            }
+            _ => StoreError::unavailable(op, e),
+        }
+    }
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the redb file at `path`, creating parent directories. A file that
+    /// cannot be opened is `Unavailable`, never an empty store.
+    pub async fn open(
+        path: &Path,
+        ring: Arc<Keyring>,
+        clock: Arc<dyn StoreClock>,
+    ) -> Result<Self, StoreError> {
+        let path = path.to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| StoreError::unavailable("open", format!("{}: {e}", dir.display())))?;
+            }
+            let db = Database::create(&path).map_err(err("open"))?;
+            let tx = db.begin_write().map_err(err("open"))?;
+            {
+                tx.open_table(TENANTS).map_err(err("open"))?;
+                tx.open_table(CREDS).map_err(err("open"))?;
+                tx.open_table(KEYS).map_err(err("open"))?;
+                tx.open_table(OUTBOX).map_err(err("open"))?;
+                tx.open_table(EVENTS).map_err(err("open"))?;
+            }
+            tx.commit().map_err(err("open"))?;
+            Ok(Self { inner: Arc::new(Inner { db, path, ring, clock, fault: FaultArm::default() }) })
+        })
+        .await
+        .map_err(|e| StoreError::backend("open", e))?
+    }
+
+    /// The file this store lives in.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(&Inner) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || f(&inner)).await.map_err(|e| StoreError::backend(op, e))?
+    }
+}
+
+fn read_row(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    tenant: &TenantId,
+) -> Result<Option<TenantRow>, StoreError> {
+    match table.get(tenant.as_str()).map_err(err("read status"))? {
+        Some(v) => Ok(Some(record::decode_row(tenant, v.value())?)),
+        None => Ok(None),
+    }
+}
+
+/// `(tenant, "")..` bounded to the tenant: collects (doc id, bytes).
+fn scan(
+    table: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
+    tenant: &TenantId,
+    op: &'static str,
+) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    let mut out = Vec::new();
+    for item in table.range((tenant.as_str(), "")..).map_err(err(op))? {
+        let (k, v) = item.map_err(err(op))?;
+        let (t, id) = k.value();
+        if t != tenant.as_str() {
+            break;
+        }
+        out.push((id.to_owned(), v.value().to_vec()));
+    }
+    Ok(out)
+}
+
+/// Reads, modifies and writes the tenant row inside one write transaction.
+fn with_row<T>(
+    inner: &Inner,
+    tenant: &TenantId,
+    op: &'static str,
+    f: impl FnOnce(&mut TenantRow, &redb::WriteTransaction) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let tx = inner.db.begin_write().map_err(err(op))?;
+    let out = {
+        let mut tenants = tx.open_table(TENANTS).map_err(err(op))?;
+        let mut row = read_row(&tenants, tenant)?.unwrap_or_default();
+        let out = f(&mut row, &tx)?;
+        tenants.insert(tenant.as_str(), record::encode_row(&row)?.as_slice()).map_err(err(op))?;
+        out
+    };
+    // Dropping `tx` on any error above aborts it: nothing of the batch lands.
+    tx.commit().map_err(err(op))?;
+    Ok(out)
+}
+
+#[async_trait::async_trait]
+impl Store for EmbeddedStore {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Embedded
+    }
+
+    async fn list_tenants(&self) -> Result<Vec<TenantId>, StoreError> {
+        self.blocking("list tenants", |inner| {
+            let tx = inner.db.begin_read().map_err(err("list tenants"))?;
+            let table = tx.open_table(TENANTS).map_err(err("list tenants"))?;
+            let mut out = Vec::new();
+            for item in table.iter().map_err(err("list tenants"))? {
+                let (k, _) = item.map_err(err("list tenants"))?;
+                let id = k.value();
+                out.push(TenantId::new(id).map_err(|e| {
+                    StoreError::backend("list tenants", format!("bad tenant id {id:?}: {e}"))
+                })?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn hydrate(&self, tenant: &TenantId) -> Result<TenantSnapshot, StoreError> {
+        let tenant = tenant.clone();
+        self.blocking("hydrate", move |inner| {
+            const OP: &str = "hydrate";
+            let tx = inner.db.begin_read().map_err(err(OP))?;
+            let row = read_row(&tx.open_table(TENANTS).map_err(err(OP))?, &tenant)?.unwrap_or_default();
+            let mut snap = TenantSnapshot { status: row.status, lease: row.lease, ..Default::default() };
+            if let Some(c) = tx.open_table(CREDS).map_err(err(OP))?.get(tenant.as_str()).map_err(err(OP))? {
+                snap.creds = Some(record::decode_creds(&inner.ring, &tenant, c.value())?);
+            }
+            for (id, v) in scan(&tx.open_table(KEYS).map_err(err(OP))?, &tenant, OP)? {
+                let key = record::parse_key(&tenant, &id)?;
+                let value = record::decode_key(&inner.ring, &tenant, &key, &v)?;
+                snap.keys.insert(key, value);
+            }
+            for (id, v) in scan(&tx.open_table(OUTBOX).map_err(err(OP))?, &tenant, OP)? {
+                let item = record::decode_outbox(&inner.ring, &tenant, &id, &v)?;
+                snap.outbox.insert(item.id.clone(), item);
+            }
+            Ok(snap)
+        })
+        .await
+    }
+
+    async fn commit(
+        &self,
+        tenant: &TenantId,
+        fence: FencingToken,
+        batch: &DeltaBatch,
+    ) -> Result<(), StoreError> {
+        let ops = record::encode_batch(&self.inner.ring, tenant, batch)?;
+        let tenant = tenant.clone();
+        self.blocking("commit", move |inner| {
+            const OP: &str = "commit";
+            let fail_after = inner.fault.take();
+            with_row(inner, &tenant, OP, |row, tx| {
+                lease::check_fence(&tenant, row.lease.as_ref(), fence)?;
+                let mut creds = tx.open_table(CREDS).map_err(err(OP))?;
+                let mut keys = tx.open_table(KEYS).map_err(err(OP))?;
+                let mut outbox = tx.open_table(OUTBOX).map_err(err(OP))?;
+                let t = tenant.as_str();
+                for (i, op) in ops.into_iter().enumerate() {
+                    if fail_after == Some(i) {
+                        return Err(StoreError::Injected { op: OP });
+                    }
+                    match op {
+                        Op::PutCreds(b) => {
+                            creds.insert(t, b.as_slice()).map_err(err(OP))?;
+                        }
+                        Op::PutKey(k, b) => {
+                            keys.insert((t, k.as_str()), b.as_slice()).map_err(err(OP))?;
+                        }
+                        Op::DeleteKey(k) => {
+                            keys.remove((t, k.as_str())).map_err(err(OP))?;
+                        }
+                        Op::PutStatus(s) => row.status = Some(s),
+                        Op::PutOutbox(k, b) => {
+                            outbox.insert((t, k.as_str()), b.as_slice()).map_err(err(OP))?;
+                        }
+                        Op::DeleteOutbox(k) => {
+                            outbox.remove((t, k.as_str())).map_err(err(OP))?;
+                        }
+                    }
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn acquire_lease(
+        &self,
+        tenant: &TenantId,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Lease, StoreError> {
+        let (tenant, holder) = (tenant.clone(), holder.to_owned());
+        self.blocking("acquire lease", move |inner| {
+            let now = inner.clock.now_ms();
+            with_row(inner, &tenant, "acquire lease", |row, _| {
+                let l = lease::acquire(&tenant, row.lease.as_ref(), &holder, ttl, now)?;
+                row.lease = Some(l.clone());
+                Ok(l)
+            })
+        })
+        .await
+    }
+
+    async fn renew_lease(
+        &self,
+        tenant: &TenantId,
+        presented: &Lease,
+        ttl: Duration,
+    ) -> Result<Lease, StoreError> {
+        let (tenant, presented) = (tenant.clone(), presented.clone());
+        self.blocking("renew lease", move |inner| {
+            let now = inner.clock.now_ms();
+            with_row(inner, &tenant, "renew lease", |row, _| {
+                let l = lease::renew(&tenant, row.lease.as_ref(), &presented, ttl, now)?;
+                row.lease = Some(l.clone());
+                Ok(l)
+            })
+        })
+        .await
+    }
+
+    async fn release_lease(&self, tenant: &TenantId, presented: &Lease) -> Result<(), StoreError> {
+        let (tenant, presented) = (tenant.clone(), presented.clone());
+        self.blocking("release lease", move |inner| {
+            with_row(inner, &tenant, "release lease", |row, _| {
+                row.lease = Some(lease::release(&tenant, row.lease.as_ref(), &presented)?);
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn delete_tenant_keys(&self, tenant: &TenantId, fence: FencingToken) -> Result<(), StoreError> {
+        let tenant = tenant.clone();
+        self.blocking("delete tenant keys", move |inner| {
+            const OP: &str = "delete tenant keys";
+            with_row(inner, &tenant, OP, |row, tx| {
+                lease::check_fence(&tenant, row.lease.as_ref(), fence)?;
+                tx.open_table(CREDS).map_err(err(OP))?.remove(tenant.as_str()).map_err(err(OP))?;
+                let mut keys = tx.open_table(KEYS).map_err(err(OP))?;
+                let ids: Vec<String> = scan(&keys, &tenant, OP)?.into_iter().map(|(id, _)| id).collect();
+                for id in ids {
+                    keys.remove((tenant.as_str(), id.as_str())).map_err(err(OP))?;
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn read_status(&self, tenant: &TenantId) -> Result<Option<TenantStatus>, StoreError> {
+        let tenant = tenant.clone();
+        self.blocking("read status", move |inner| {
+            let tx = inner.db.begin_read().map_err(err("read status"))?;
+            Ok(read_row(&tx.open_table(TENANTS).map_err(err("read status"))?, &tenant)?
+                .and_then(|r| r.status))
+        })
+        .await
+    }
+
+    async fn write_status(&self, tenant: &TenantId, status: &TenantStatus) -> Result<(), StoreError> {
+        let (tenant, status) = (tenant.clone(), status.clone());
+        self.blocking("write status", move |inner| {
+            with_row(inner, &tenant, "write status", |row, _| {
+                row.status = Some(status);
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn append_event(&self, tenant: &TenantId, event: &StoredEvent) -> Result<(), StoreError> {
+        let tenant = tenant.clone();
+        let bytes = serde_json::to_vec(event).map_err(|e| StoreError::backend("append event", e))?;
+        self.blocking("append event", move |inner| {
+            const OP: &str = "append event";
+            with_row(inner, &tenant, OP, |_, tx| {
+                let mut events = tx.open_table(EVENTS).map_err(err(OP))?;
+                let t = tenant.as_str();
+                let mut seqs = Vec::new();
+                for item in events.range((t, 0u64)..=(t, u64::MAX)).map_err(err(OP))? {
+                    seqs.push(item.map_err(err(OP))?.0.value().1);
+                }
+                let next = seqs.last().map_or(0, |s| s.saturating_add(1));
+                events.insert((t, next), bytes.as_slice()).map_err(err(OP))?;
+                let excess = (seqs.len() + 1).saturating_sub(EVENTS_KEPT);
+                for s in seqs.iter().take(excess) {
+                    events.remove((t, *s)).map_err(err(OP))?;
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn list_events(&self, tenant: &TenantId) -> Result<Vec<StoredEvent>, StoreError> {
+        let tenant = tenant.clone();
+        self.blocking("list events", move |inner| {
+            const OP: &str = "list events";
+            let tx = inner.db.begin_read().map_err(err(OP))?;
+            let events = tx.open_table(EVENTS).map_err(err(OP))?;
+            let t = tenant.as_str();
+            let mut out = Vec::new();
+            for item in events.range((t, 0u64)..=(t, u64::MAX)).map_err(err(OP))? {
+                let (_, v) = item.map_err(err(OP))?;
+                out.push(
+                    serde_json::from_slice(v.value())
+                        .map_err(|e| StoreError::corrupt(&tenant, "events", e))?,
+                );
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn list_outbox(&self, tenant: &TenantId) -> Result<Vec<OutboxItem>, StoreError> {
+        let tenant = tenant.clone();
+        self.blocking("list outbox", move |inner| {
+            const OP: &str = "list outbox";
+            let tx = inner.db.begin_read().map_err(err(OP))?;
+            scan(&tx.open_table(OUTBOX).map_err(err(OP))?, &tenant, OP)?
+                .into_iter()
+                .map(|(id, v)| record::decode_outbox(&inner.ring, &tenant, &id, &v))
+                .collect()
+        })
+        .await
+    }
+}
+
+#[async_trait::async_trait]
+impl TestHooks for EmbeddedStore {
+    async fn corrupt_key(&self, tenant: &TenantId, key: &KeyRef) -> Result<(), StoreError> {
+        let (tenant, id) = (tenant.clone(), key.doc_id());
+        self.blocking("corrupt", move |inner| {
+            let tx = inner.db.begin_write().map_err(err("corrupt"))?;
+            tx.open_table(KEYS)
+                .map_err(err("corrupt"))?
+                .insert((tenant.as_str(), id.as_str()), record::GARBAGE)
+                .map_err(err("corrupt"))?;
+            tx.commit().map_err(err("corrupt"))
+        })
+        .await
+    }
+
+    async fn corrupt_creds(&self, tenant: &TenantId) -> Result<(), StoreError> {
+        let tenant = tenant.clone();
+        self.blocking("corrupt", move |inner| {
+            let tx = inner.db.begin_write().map_err(err("corrupt"))?;
+            {
+                let mut creds = tx.open_table(CREDS).map_err(err("corrupt"))?;
+                let old = creds.get(tenant.as_str()).map_err(err("corrupt"))?.map(|v| v.value().to_vec());
+                let bad = record::tamper_creds_record(&old.unwrap_or_default());
+                creds.insert(tenant.as_str(), bad.as_slice()).map_err(err("corrupt"))?;
+            }
+            tx.commit().map_err(err("corrupt"))
+        })
+        .await
+    }
+
+    async fn copy_raw_key(
+        &self,
+        src: &TenantId,
+        from: &KeyRef,
+        dst: &TenantId,
+        to: &KeyRef,
+    ) -> Result<(), StoreError> {
+        let (src, from, dst, to) = (src.clone(), from.doc_id(), dst.clone(), to.doc_id());
+        self.blocking("copy", move |inner| {
+            let tx = inner.db.begin_write().map_err(err("copy"))?;
+            {
+                let mut keys = tx.open_table(KEYS).map_err(err("copy"))?;
+                let raw = keys
+                    .get((src.as_str(), from.as_str()))
+                    .map_err(err("copy"))?
+                    .map(|v| v.value().to_vec())
+                    .ok_or(StoreError::NotFound { tenant: src.clone(), what: "key" })?;
+                keys.insert((dst.as_str(), to.as_str()), raw.as_slice()).map_err(err("copy"))?;
+            }
+            tx.commit().map_err(err("copy"))
+        })
+        .await
+    }
+
+    fn fail_next_commit_after(&self, writes: usize) {
+        self.inner.fault.arm(writes);
+    }
+}

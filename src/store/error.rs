@@ -1,0 +1,161 @@
+//! [`StoreError`]: every way a store operation fails, typed so callers decide by variant
+//! (retry, stop the tenant, report) and never by reading message text.
+
+use crate::types::{FencingToken, TenantId};
+
+/// A store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The commit or lease operation carried a fencing token that is no longer the tenant's
+    /// current one: another process took the lease over (or it was released). Caller: stop
+    /// the tenant's connection at once; never retry with the same token.
+    #[error("tenant {tenant} is fenced: the lease epoch is {held}, the operation presented {presented}")]
+    Fenced {
+        /// The tenant.
+        tenant: TenantId,
+        /// The epoch the store holds now.
+        held: FencingToken,
+        /// The epoch the caller presented.
+        presented: FencingToken,
+    },
+    /// Another holder owns a live lease on the tenant. Caller: do not connect; try again
+    /// after `expires_at_ms`.
+    #[error("tenant {tenant} lease is held by {holder} until {expires_at_ms} ms")]
+    LeaseHeld {
+        /// The tenant.
+        tenant: TenantId,
+        /// The current holder.
+        holder: String,
+        /// When that lease expires (unix milliseconds, store clock).
+        expires_at_ms: u64,
+    },
+    /// The store could not be reached or timed out (network, emulator down, file locked).
+    /// Nothing is known to have been applied. Caller: retry with backoff; never treat as
+    /// "no data".
+    #[error("store unavailable during {op}: {detail}")]
+    Unavailable {
+        /// The operation that failed.
+        op: &'static str,
+        /// What the backend reported.
+        detail: String,
+    },
+    /// A concurrent writer conflicted (transaction aborted). Nothing was applied. Caller:
+    /// retry.
+    #[error("store contention during {op}: {detail}")]
+    Contention {
+        /// The operation that failed.
+        op: &'static str,
+        /// What the backend reported.
+        detail: String,
+    },
+    /// A stored value for this tenant cannot be decoded or decrypted (tampered, moved,
+    /// truncated, wrong master key). Only this tenant is affected. Caller: mark the tenant
+    /// broken and alert; never fall back to fresh creds.
+    #[error("stored value {key} of tenant {tenant} is corrupt: {reason}")]
+    Corrupt {
+        /// The tenant.
+        tenant: TenantId,
+        /// The storage key (`creds/current`, `keys/session-...`, ...).
+        key: String,
+        /// Why it failed to open.
+        reason: String,
+    },
+    /// The tenant (or item) does not exist in the store.
+    #[error("{what} of tenant {tenant} not found")]
+    NotFound {
+        /// The tenant.
+        tenant: TenantId,
+        /// What was looked up.
+        what: &'static str,
+    },
+    /// The batch or value is not acceptable (caller bug: e.g. over a backend size limit).
+    #[error("invalid {what}: {detail}")]
+    Invalid {
+        /// What was rejected.
+        what: &'static str,
+        /// Why.
+        detail: String,
+    },
+    /// A fault injected by a test harness (fault-injecting store or backend hook).
+    #[error("injected fault in {op}")]
+    Injected {
+        /// The operation that was made to fail.
+        op: &'static str,
+    },
+    /// Configuration prevents the store from starting (missing master key, bad key).
+    /// Operator error: fix the environment.
+    #[error("store configuration: {detail}")]
+    Config {
+        /// What is wrong.
+        detail: String,
+    },
+    /// The backend failed in a way that retrying will not fix (permission denied, bad
+    /// request, internal bug).
+    #[error("store backend failed during {op}: {detail}")]
+    Backend {
+        /// The operation that failed.
+        op: &'static str,
+        /// What the backend reported.
+        detail: String,
+    },
+}
+
+impl StoreError {
+    /// Whether retrying the same operation later may succeed. `Fenced`, `Corrupt`,
+    /// `Invalid`, `Config` and `Backend` are permanent; `Unavailable`, `Contention`,
+    /// `LeaseHeld` and injected faults are transient.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Self::Unavailable { .. }
+                | Self::Contention { .. }
+                | Self::LeaseHeld { .. }
+                | Self::Injected { .. }
+        )
+    }
+
+    /// Whether this error means the caller lost the tenant's lease.
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, Self::Fenced { .. })
+    }
+
+    pub(crate) fn unavailable(op: &'static str, detail: impl std::fmt::Display) -> Self {
+        Self::Unavailable { op, detail: detail.to_string() }
+    }
+
+    pub(crate) fn backend(op: &'static str, detail: impl std::fmt::Display) -> Self {
+        Self::Backend { op, detail: detail.to_string() }
+    }
+
+    pub(crate) fn corrupt(tenant: &TenantId, key: impl Into<String>, reason: impl std::fmt::Display) -> Self {
+        Self::Corrupt { tenant: tenant.clone(), key: key.into(), reason: reason.to_string() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Retryability is decided by variant: transient errors retry, fencing and corruption never.
+    #[test]
+    fn retryability_by_variant() {
+        let t = TenantId::new("t").unwrap();
+        assert!(StoreError::unavailable("commit", "down").is_retryable());
+        assert!(StoreError::Contention { op: "commit", detail: String::new() }.is_retryable());
+        let fenced =
+            StoreError::Fenced { tenant: t.clone(), held: FencingToken(2), presented: FencingToken(1) };
+        assert!(!fenced.is_retryable());
+        assert!(fenced.is_fenced());
+        assert!(!StoreError::corrupt(&t, "creds/current", "bad tag").is_retryable());
+        assert!(!StoreError::backend("commit", "denied").is_retryable());
+    }
+
+    /// Messages are lowercase and carry the facts.
+    #[test]
+    fn messages_carry_facts() {
+        let t = TenantId::new("acme").unwrap();
+        let e = StoreError::Fenced { tenant: t, held: FencingToken(5), presented: FencingToken(4) };
+        assert_eq!(e.to_string(), "tenant acme is fenced: the lease epoch is 5, the operation presented 4");
+    }
+}

@@ -1,0 +1,645 @@
+//! Firestore backend (production), tested against the Cloud Firestore emulator.
+//!
+//! Client construction, the Google credentials chain (Cloud Run metadata server,
+//! `GOOGLE_APPLICATION_CREDENTIALS`, gcloud ADC) and emulator detection (`FIRESTORE_EMULATOR_HOST`)
+//! come from the `firestore` crate. Reads and writes use gcloud-sdk's generated gRPC client from
+//! that same connection (`FirestoreDb::client().get()`), because the fenced commit needs a
+//! read-write transaction whose read of the tenant doc and whose writes go to one `Commit` RPC;
+//! the crate's typed helpers do not let us combine a transactional read, update masks and
+//! preconditions the way we need. Never uses the non-atomic `BatchWrite`.
+//!
+//! Fencing: `commit` begins a read-write transaction, reads `tenants/{t}` (the lease) inside it,
+//! checks the epoch and commits all writes with that transaction. Firestore serialises it
+//! against a concurrent takeover (which writes the same doc in its own transaction): either the
+//! takeover waits, or our commit aborts. A stale holder can therefore never land a write after
+//! a takeover — Firestore enforces it, not a check-then-write race in our code.
+//!
+//! Layout (see ARCHITECTURE.md): `tenants/{t}` status fields + `lease {holder, epoch,
+//! expires_at}`; `tenants/{t}/creds/current`; `tenants/{t}/keys/{kind}-{id}`;
+//! `tenants/{t}/outbox/{id}`; `tenants/{t}/events/{id}`.
+
+pub mod codec;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ::firestore::{FirestoreDb, FirestoreDbOptions};
+use gcloud_sdk::GoogleAuthMiddleware;
+use gcloud_sdk::google::firestore::v1::firestore_client::FirestoreClient;
+use gcloud_sdk::google::firestore::v1::transaction_options::{Mode, ReadOnly, ReadWrite};
+use gcloud_sdk::google::firestore::v1::{
+    BeginTransactionRequest, CommitRequest, Document, DocumentMask, GetDocumentRequest, ListDocumentsRequest,
+    Precondition, RollbackRequest, TransactionOptions, Value, Write, get_document_request,
+    list_documents_request, precondition, write,
+};
+use gcloud_sdk::tonic::{Code, Status};
+use rand_core::{OsRng, RngCore as _};
+
+use super::crypt::Keyring;
+use super::model::EVENTS_KEPT;
+use super::record::{self, FaultArm, Op};
+use super::{
+    BackendKind, Creds, DeltaBatch, KeyRef, Lease, OutboxItem, Store, StoreClock, StoreError, StoredEvent,
+    TenantSnapshot, TenantStatus, TestHooks, lease,
+};
+use crate::types::{FencingToken, TenantId};
+
+/// How often a commit or lease transaction is retried after Firestore aborted it (contention).
+const TXN_ATTEMPTS: usize = 4;
+/// Page size for collection listings.
+const PAGE: i32 = 500;
+/// Keys deleted per fenced transaction by `delete_tenant_keys`.
+const DELETE_CHUNK: i32 = 400;
+
+/// How to reach Firestore.
+#[derive(Debug, Clone)]
+pub struct FirestoreOptions {
+    /// Google Cloud project id.
+    pub project: String,
+    /// Database id; `None` = `(default)`.
+    pub database: Option<String>,
+    /// Explicit API URL (tests point this at an unreachable port); `None` = the emulator from
+    /// `FIRESTORE_EMULATOR_HOST`, else production.
+    pub api_url: Option<String>,
+    /// Deadline of each RPC; a slower call fails with `Unavailable`.
+    pub request_timeout: Duration,
+}
+
+impl FirestoreOptions {
+    /// Options for `project` with defaults (database `(default)`, 10 s per RPC).
+    pub fn new(project: impl Into<String>) -> Self {
+        Self {
+            project: project.into(),
+            database: None,
+            api_url: None,
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// Sets the database id.
+    pub fn with_database(mut self, database: Option<String>) -> Self {
+        self.database = database;
+        self
+    }
+
+    /// Sets an explicit API URL.
+    pub fn with_api_url(mut self, url: impl Into<String>) -> Self {
+        self.api_url = Some(url.into());
+        self
+    }
+}
+
+/// The Firestore-backed store. Cheap to clone.
+#[derive(Clone)]
+pub struct FirestoreStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: FirestoreDb,
+    database: String,
+    docs: String,
+    ring: Arc<Keyring>,
+    clock: Arc<dyn StoreClock>,
+    timeout: Duration,
+    fault: FaultArm,
+}
+
+impl std::fmt::Debug for FirestoreStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FirestoreStore").field("database", &self.inner.database).finish_non_exhaustive()
+    }
+}
+
+fn map_status(op: &'static str, s: &Status) -> StoreError {
+    let detail = format!("{:?}: {}", s.code(), s.message());
+    match s.code() {
+        Code::Unavailable
+        | Code::DeadlineExceeded
+        | Code::ResourceExhausted
+        | Code::Cancelled
+        | Code::Unknown => StoreError::Unavailable { op, detail },
+        Code::Aborted | Code::FailedPrecondition => StoreError::Contention { op, detail },
+        _ => StoreError::Backend { op, detail },
+    }
+}
+
+type Client = FirestoreClient<GoogleAuthMiddleware>;
+
+impl FirestoreStore {
+    /// Connects (emulator when `FIRESTORE_EMULATOR_HOST` is set, else the Google credentials
+    /// chain). Failure to set up the client is `Unavailable`.
+    pub async fn connect(
+        opts: FirestoreOptions,
+        ring: Arc<Keyring>,
+        clock: Arc<dyn StoreClock>,
+    ) -> Result<Self, StoreError> {
+        let mut o = FirestoreDbOptions::new(opts.project.clone());
+        if let Some(db) = &opts.database {
+            o = o.with_database_id(db.clone());
+        }
+        o.firebase_api_url = opts.api_url.clone();
+        o.request_timeout = Some(opts.request_timeout);
+        let db = tokio::time::timeout(opts.request_timeout, FirestoreDb::with_options(o))
+            .await
+            .map_err(|_| StoreError::unavailable("connect", "timed out"))?
+            .map_err(|e| StoreError::unavailable("connect", e))?;
+        let database = db.get_database_path().clone();
+        let docs = db.get_documents_path().clone();
+        Ok(Self {
+            inner: Arc::new(Inner {
+                db,
+                database,
+                docs,
+                ring,
+                clock,
+                timeout: opts.request_timeout,
+                fault: FaultArm::default(),
+            }),
+        })
+    }
+
+    fn client(&self) -> Client {
+        self.inner.db.client().get()
+    }
+
+    fn tenant_path(&self, t: &TenantId) -> String {
+        format!("{}/tenants/{}", self.inner.docs, t.as_str())
+    }
+
+    fn sub_path(&self, t: &TenantId, coll: &str, id: &str) -> String {
+        format!("{}/tenants/{}/{coll}/{id}", self.inner.docs, t.as_str())
+    }
+
+    async fn rpc<T>(
+        &self,
+        op: &'static str,
+        fut: impl Future<Output = Result<gcloud_sdk::tonic::Response<T>, Status>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.inner.timeout, fut).await {
+            Err(_) => Err(StoreError::unavailable(op, "deadline exceeded")),
+            Ok(Err(s)) => Err(map_status(op, &s)),
+            Ok(Ok(r)) => Ok(r.into_inner()),
+        }
+    }
+
+    async fn begin(&self, op: &'static str, read_only: bool) -> Result<Vec<u8>, StoreError> {
+        let mode = if read_only {
+            Mode::ReadOnly(ReadOnly { consistency_selector: None })
+        } else {
+            Mode::ReadWrite(ReadWrite::default())
+        };
+        let req = BeginTransactionRequest {
+            database: self.inner.database.clone(),
+            options: Some(TransactionOptions { mode: Some(mode) }),
+            request_options: None,
+        };
+        Ok(self.rpc(op, self.client().begin_transaction(req)).await?.transaction)
+    }
+
+    async fn rollback(&self, tx: Vec<u8>) {
+        let req =
+            RollbackRequest { database: self.inner.database.clone(), transaction: tx, request_options: None };
+        if let Err(e) = self.rpc("rollback", self.client().rollback(req)).await {
+            tracing::debug!(error = %e, "firestore rollback failed (transaction expires on its own)");
+        }
+    }
+
+    /// Gets one document; `None` if it does not exist.
+    async fn get(
+        &self,
+        op: &'static str,
+        name: String,
+        tx: Option<&[u8]>,
+    ) -> Result<Option<Document>, StoreError> {
+        let req = GetDocumentRequest {
+            name,
+            mask: None,
+            request_options: None,
+            consistency_selector: tx
+                .map(|t| get_document_request::ConsistencySelector::Transaction(t.to_vec())),
+        };
+        match tokio::time::timeout(self.inner.timeout, self.client().get_document(req)).await {
+            Err(_) => Err(StoreError::unavailable(op, "deadline exceeded")),
+            Ok(Err(s)) if s.code() == Code::NotFound => Ok(None),
+            Ok(Err(s)) => Err(map_status(op, &s)),
+            Ok(Ok(r)) => Ok(Some(r.into_inner())),
+        }
+    }
+
+    /// Lists a collection (all pages, or the first `limit` docs), ordered by name.
+    async fn list(
+        &self,
+        op: &'static str,
+        parent: String,
+        collection: &str,
+        tx: Option<&[u8]>,
+        names_only: bool,
+        limit: Option<i32>,
+    ) -> Result<Vec<Document>, StoreError> {
+        let mut out = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page_size = limit.map_or(PAGE, |l| l.min(PAGE));
+            let req = ListDocumentsRequest {
+                parent: parent.clone(),
+                collection_id: collection.to_owned(),
+                page_size,
+                page_token: token.clone(),
+                order_by: String::new(),
+                // A mask naming a field no document has returns just the names.
+                mask: names_only.then(|| DocumentMask { field_paths: vec!["__none__x".to_owned()] }),
+                show_missing: false,
+                request_options: None,
+                consistency_selector: tx
+                    .map(|t| list_documents_request::ConsistencySelector::Transaction(t.to_vec())),
+            };
+            let resp = self.rpc(op, self.client().list_documents(req)).await?;
+            out.extend(resp.documents);
+            if resp.next_page_token.is_empty()
+                || limit.is_some_and(|l| out.len() >= usize::try_from(l).unwrap_or(0))
+            {
+                return Ok(out);
+            }
+            token = resp.next_page_token;
+        }
+    }
+
+    fn update(name: String, fields: HashMap<String, Value>, mask: Option<Vec<String>>) -> Write {
+        Write {
+            update_mask: mask.map(|field_paths| DocumentMask { field_paths }),
+            update_transforms: Vec::new(),
+            current_document: None,
+            operation: Some(write::Operation::Update(Document { name, fields, ..Default::default() })),
+        }
+    }
+
+    fn delete(name: String) -> Write {
+        Write {
+            update_mask: None,
+            update_transforms: Vec::new(),
+            current_document: None,
+            operation: Some(write::Operation::Delete(name)),
+        }
+    }
+
+    fn status_write(&self, t: &TenantId, status: &TenantStatus) -> Result<Write, StoreError> {
+        let mask = codec::STATUS_FIELDS.iter().map(|s| (*s).to_owned()).collect();
+        Ok(Self::update(self.tenant_path(t), codec::status_fields(status)?, Some(mask)))
+    }
+
+    fn lease_write(&self, t: &TenantId, l: &Lease) -> Write {
+        Self::update(self.tenant_path(t), codec::lease_fields(l), Some(vec![codec::LEASE_FIELD.to_owned()]))
+    }
+
+    /// Reads the lease inside transaction `tx`.
+    async fn read_lease(
+        &self,
+        op: &'static str,
+        t: &TenantId,
+        tx: &[u8],
+    ) -> Result<Option<Lease>, StoreError> {
+        match self.get(op, self.tenant_path(t), Some(tx)).await? {
+            Some(doc) => Ok(codec::decode_status_doc(t, &doc)?.1),
+            None => Ok(None),
+        }
+    }
+
+    async fn commit_writes(
+        &self,
+        op: &'static str,
+        writes: Vec<Write>,
+        tx: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        let req = CommitRequest {
+            database: self.inner.database.clone(),
+            writes,
+            transaction: tx,
+            request_options: None,
+        };
+        self.rpc(op, self.client().commit(req)).await.map(|_| ())
+    }
+
+    /// Runs a read-write transaction: `body` reads (with the tx id) and returns writes; they are
+    /// committed in the same transaction. Aborted transactions are retried.
+    async fn transact<T, F, Fut>(&self, op: &'static str, mut body: F) -> Result<T, StoreError>
+    where
+        F: FnMut(Vec<u8>) -> Fut,
+        Fut: Future<Output = Result<(Vec<Write>, T), StoreError>>,
+    {
+        let mut last = None;
+        for _ in 0..TXN_ATTEMPTS {
+            let tx = self.begin(op, false).await?;
+            let (writes, out) = match body(tx.clone()).await {
+                Ok(v) => v,
+                Err(e) => {
+                    self.rollback(tx).await;
+                    return Err(e);
+                }
+            };
+            match self.commit_writes(op, writes, tx).await {
+                Ok(()) => return Ok(out),
+                Err(e @ StoreError::Contention { .. }) => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or(StoreError::Contention { op, detail: "transaction aborted".into() }))
+    }
+
+    fn op_writes(&self, t: &TenantId, ops: Vec<Op>) -> Result<Vec<Write>, StoreError> {
+        ops.into_iter()
+            .map(|op| {
+                Ok(match op {
+                    Op::PutCreds(_) => unreachable_creds(),
+                    Op::PutKey(id, sealed) => {
+                        let kind = KeyRef::parse_doc_id(&id).map(|k| k.kind().as_str()).unwrap_or("unknown");
+                        let fields = codec::sealed_fields(sealed, &[("kind", codec::string(kind))]);
+                        Self::update(self.sub_path(t, "keys", &id), fields, None)
+                    }
+                    Op::DeleteKey(id) => Self::delete(self.sub_path(t, "keys", &id)),
+                    Op::PutStatus(s) => self.status_write(t, &s)?,
+                    Op::PutOutbox(id, sealed) => {
+                        Self::update(self.sub_path(t, "outbox", &id), codec::sealed_fields(sealed, &[]), None)
+                    }
+                    Op::DeleteOutbox(id) => Self::delete(self.sub_path(t, "outbox", &id)),
+                })
+            })
+            .collect()
+    }
+
+    fn creds_write(&self, t: &TenantId, creds: &Creds) -> Result<Write, StoreError> {
+        let (public, secret) = creds.split();
+        let sealed = record::seal_creds_secret(&self.inner.ring, t, &secret)?;
+        Ok(Self::update(self.sub_path(t, "creds", "current"), codec::creds_fields(&public, sealed)?, None))
+    }
+
+    fn batch_writes(&self, t: &TenantId, batch: &DeltaBatch) -> Result<Vec<Write>, StoreError> {
+        use super::Delta;
+        // Creds map to document fields (not an opaque record), so they are encoded here; the
+        // rest share the record encoder with the other backends.
+        let mut writes = Vec::with_capacity(batch.len());
+        for d in &batch.deltas {
+            match d {
+                Delta::CredsPut(c) => writes.push(self.creds_write(t, c)?),
+                other => {
+                    let one = DeltaBatch { deltas: vec![other.clone()] };
+                    writes.extend(self.op_writes(t, record::encode_batch(&self.inner.ring, t, &one)?)?);
+                }
+            }
+        }
+        Ok(writes)
+    }
+
+    async fn decode_snapshot(&self, t: &TenantId, tx: &[u8]) -> Result<TenantSnapshot, StoreError> {
+        let ring = &self.inner.ring;
+        let tenant_doc = self.tenant_path(t);
+        let (status_doc, creds_doc, keys, outbox) = futures::try_join!(
+            self.get("hydrate", tenant_doc.clone(), Some(tx)),
+            self.get("hydrate", self.sub_path(t, "creds", "current"), Some(tx)),
+            self.list("hydrate", tenant_doc.clone(), "keys", Some(tx), false, None),
+            self.list("hydrate", tenant_doc, "outbox", Some(tx), false, None),
+        )?;
+        let mut snap = TenantSnapshot::default();
+        if let Some(doc) = status_doc {
+            (snap.status, snap.lease) = codec::decode_status_doc(t, &doc)?;
+        }
+        if let Some(doc) = creds_doc {
+            let (public, sealed) = codec::decode_creds_doc(t, &doc)?;
+            snap.creds = Some(Creds::join(public, record::open_creds_secret(ring, t, &sealed)?));
+        }
+        for doc in &keys {
+            let id = codec::doc_id(&doc.name);
+            let key = record::parse_key(t, id)?;
+            let sealed = codec::sealed_value(t, &record::key_name(&key), doc)?;
+            snap.keys.insert(key.clone(), record::decode_key(ring, t, &key, sealed)?);
+        }
+        for doc in &outbox {
+            let id = codec::doc_id(&doc.name);
+            let sealed = codec::sealed_value(t, &format!("outbox/{id}"), doc)?;
+            let item = record::decode_outbox(ring, t, id, sealed)?;
+            snap.outbox.insert(item.id.clone(), item);
+        }
+        Ok(snap)
+    }
+}
+
+/// Creds never reach `op_writes` (see `batch_writes`); an empty write list keeps this total.
+fn unreachable_creds() -> Write {
+    Write { update_mask: None, update_transforms: Vec::new(), current_document: None, operation: None }
+}
+
+#[async_trait::async_trait]
+impl Store for FirestoreStore {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Firestore
+    }
+
+    async fn list_tenants(&self) -> Result<Vec<TenantId>, StoreError> {
+        let docs = self.list("list tenants", self.inner.docs.clone(), "tenants", None, true, None).await?;
+        docs.iter()
+            .map(|d| {
+                let id = codec::doc_id(&d.name);
+                TenantId::new(id)
+                    .map_err(|e| StoreError::backend("list tenants", format!("bad tenant id {id:?}: {e}")))
+            })
+            .collect()
+    }
+
+    async fn hydrate(&self, tenant: &TenantId) -> Result<TenantSnapshot, StoreError> {
+        // One read-only transaction = one consistent snapshot across all the tenant's docs.
+        let tx = self.begin("hydrate", true).await?;
+        let r = self.decode_snapshot(tenant, &tx).await;
+        self.rollback(tx).await;
+        r
+    }
+
+    async fn commit(
+        &self,
+        tenant: &TenantId,
+        fence: FencingToken,
+        batch: &DeltaBatch,
+    ) -> Result<(), StoreError> {
+        let mut writes = self.batch_writes(tenant, batch)?;
+        let fault = self.inner.fault.take();
+        if let Some(at) = fault {
+            // A write whose precondition cannot hold: Firestore rejects the whole commit.
+            let poison = Write {
+                current_document: Some(Precondition {
+                    condition_type: Some(precondition::ConditionType::Exists(true)),
+                }),
+                ..Self::update(self.sub_path(tenant, "keys", "fault-injection-missing"), HashMap::new(), None)
+            };
+            writes.insert(at.min(writes.len()), poison);
+        }
+        let r = self
+            .transact("commit", |tx| {
+                let writes = writes.clone();
+                async move {
+                    let current = self.read_lease("commit", tenant, &tx).await?;
+                    lease::check_fence(tenant, current.as_ref(), fence)?;
+                    Ok((writes, ()))
+                }
+            })
+            .await;
+        match r {
+            Err(e) if fault.is_some() && !e.is_fenced() => Err(StoreError::Injected { op: "commit" }),
+            other => other,
+        }
+    }
+
+    async fn acquire_lease(
+        &self,
+        tenant: &TenantId,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Lease, StoreError> {
+        self.transact("acquire lease", |tx| async move {
+            let current = self.read_lease("acquire lease", tenant, &tx).await?;
+            let l = lease::acquire(tenant, current.as_ref(), holder, ttl, self.inner.clock.now_ms())?;
+            Ok((vec![self.lease_write(tenant, &l)], l))
+        })
+        .await
+    }
+
+    async fn renew_lease(
+        &self,
+        tenant: &TenantId,
+        presented: &Lease,
+        ttl: Duration,
+    ) -> Result<Lease, StoreError> {
+        self.transact("renew lease", |tx| async move {
+            let current = self.read_lease("renew lease", tenant, &tx).await?;
+            let l = lease::renew(tenant, current.as_ref(), presented, ttl, self.inner.clock.now_ms())?;
+            Ok((vec![self.lease_write(tenant, &l)], l))
+        })
+        .await
+    }
+
+    async fn release_lease(&self, tenant: &TenantId, presented: &Lease) -> Result<(), StoreError> {
+        self.transact("release lease", |tx| async move {
+            let current = self.read_lease("release lease", tenant, &tx).await?;
+            let l = lease::release(tenant, current.as_ref(), presented)?;
+            Ok((vec![self.lease_write(tenant, &l)], ()))
+        })
+        .await
+    }
+
+    async fn delete_tenant_keys(&self, tenant: &TenantId, fence: FencingToken) -> Result<(), StoreError> {
+        // Creds go in the first fenced transaction, so a partial failure never leaves creds
+        // without keys; then keys in fenced chunks until none are left (idempotent on retry).
+        loop {
+            let more = self
+                .transact("delete tenant keys", |tx| async move {
+                    let current = self.read_lease("delete tenant keys", tenant, &tx).await?;
+                    lease::check_fence(tenant, current.as_ref(), fence)?;
+                    let keys = self
+                        .list(
+                            "delete tenant keys",
+                            self.tenant_path(tenant),
+                            "keys",
+                            Some(&tx),
+                            true,
+                            Some(DELETE_CHUNK),
+                        )
+                        .await?;
+                    let mut writes = vec![Self::delete(self.sub_path(tenant, "creds", "current"))];
+                    writes.extend(keys.iter().map(|d| Self::delete(d.name.clone())));
+                    Ok((writes, !keys.is_empty()))
+                })
+                .await?;
+            if !more {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn read_status(&self, tenant: &TenantId) -> Result<Option<TenantStatus>, StoreError> {
+        match self.get("read status", self.tenant_path(tenant), None).await? {
+            Some(doc) => Ok(codec::decode_status_doc(tenant, &doc)?.0),
+            None => Ok(None),
+        }
+    }
+
+    async fn write_status(&self, tenant: &TenantId, status: &TenantStatus) -> Result<(), StoreError> {
+        let w = self.status_write(tenant, status)?;
+        self.commit_writes("write status", vec![w], Vec::new()).await
+    }
+
+    async fn append_event(&self, tenant: &TenantId, event: &StoredEvent) -> Result<(), StoreError> {
+        const OP: &str = "append event";
+        // Ids sort by time; the random suffix keeps same-millisecond events apart.
+        let id = format!("{:013}-{:08x}", event.at, OsRng.next_u32());
+        let mut writes =
+            vec![Self::update(self.sub_path(tenant, "events", &id), codec::event_fields(event)?, None)];
+        let existing = self.list(OP, self.tenant_path(tenant), "events", None, true, None).await?;
+        let excess = (existing.len() + 1).saturating_sub(EVENTS_KEPT);
+        writes.extend(existing.iter().take(excess).map(|d| Self::delete(d.name.clone())));
+        // Make sure the tenant doc exists so the tenant is listed (no fields touched).
+        writes.push(Self::update(self.tenant_path(tenant), HashMap::new(), Some(Vec::new())));
+        self.commit_writes(OP, writes, Vec::new()).await
+    }
+
+    async fn list_events(&self, tenant: &TenantId) -> Result<Vec<StoredEvent>, StoreError> {
+        let docs = self.list("list events", self.tenant_path(tenant), "events", None, false, None).await?;
+        docs.iter().map(|d| codec::decode_event(tenant, d)).collect()
+    }
+
+    async fn list_outbox(&self, tenant: &TenantId) -> Result<Vec<OutboxItem>, StoreError> {
+        let docs = self.list("list outbox", self.tenant_path(tenant), "outbox", None, false, None).await?;
+        docs.iter()
+            .map(|d| {
+                let id = codec::doc_id(&d.name);
+                record::decode_outbox(
+                    &self.inner.ring,
+                    tenant,
+                    id,
+                    codec::sealed_value(tenant, &format!("outbox/{id}"), d)?,
+                )
+            })
+            .collect()
+    }
+}
+
+#[async_trait::async_trait]
+impl TestHooks for FirestoreStore {
+    async fn corrupt_key(&self, tenant: &TenantId, key: &KeyRef) -> Result<(), StoreError> {
+        let fields = codec::sealed_fields(record::GARBAGE.to_vec(), &[]);
+        let w = Self::update(self.sub_path(tenant, "keys", &key.doc_id()), fields, None);
+        self.commit_writes("corrupt", vec![w], Vec::new()).await
+    }
+
+    async fn corrupt_creds(&self, tenant: &TenantId) -> Result<(), StoreError> {
+        let name = self.sub_path(tenant, "creds", "current");
+        let mut doc = self.get("corrupt", name.clone(), None).await?.unwrap_or_default();
+        let mut secret = match doc.fields.remove(codec::SECRET_FIELD).and_then(|v| v.value_type) {
+            Some(gcloud_sdk::google::firestore::v1::value::ValueType::BytesValue(b)) => b,
+            _ => record::GARBAGE.to_vec(),
+        };
+        if let Some(last) = secret.last_mut() {
+            *last ^= 0x55;
+        }
+        doc.fields.insert(codec::SECRET_FIELD.to_owned(), codec::bytes(secret));
+        let w = Self::update(name, doc.fields, None);
+        self.commit_writes("corrupt", vec![w], Vec::new()).await
+    }
+
+    async fn copy_raw_key(
+        &self,
+        src: &TenantId,
+        from: &KeyRef,
+        dst: &TenantId,
+        to: &KeyRef,
+    ) -> Result<(), StoreError> {
+        let doc = self
+            .get("copy", self.sub_path(src, "keys", &from.doc_id()), None)
+            .await?
+            .ok_or(StoreError::NotFound { tenant: src.clone(), what: "key" })?;
+        let w = Self::update(self.sub_path(dst, "keys", &to.doc_id()), doc.fields, None);
+        self.commit_writes("copy", vec![w], Vec::new()).await
+    }
+
+    fn fail_next_commit_after(&self, writes: usize) {
+        self.inner.fault.arm(writes);
+    }
+}

@@ -1,0 +1,256 @@
+//! In-memory backend for unit and host tests. Same semantics as the others: values are
+//! sealed with the keyring (so corruption tests behave the same), commits are atomic (staged on
+//! a copy, swapped in on success) and fenced under one mutex. Nothing survives the process.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use super::crypt::Keyring;
+use super::model::EVENTS_KEPT;
+use super::record::{self, FaultArm, Op, TenantRow};
+use super::{
+    BackendKind, DeltaBatch, KeyRef, Lease, OutboxItem, Store, StoreClock, StoreError, StoredEvent,
+    TenantSnapshot, TenantStatus, TestHooks, lease,
+};
+use crate::types::{FencingToken, TenantId};
+
+#[derive(Debug, Clone, Default)]
+struct MemTenant {
+    row: TenantRow,
+    creds: Option<Vec<u8>>,
+    keys: BTreeMap<String, Vec<u8>>,
+    outbox: BTreeMap<String, Vec<u8>>,
+    events: VecDeque<StoredEvent>,
+}
+
+/// The in-memory store. Cheap to clone (shared state).
+#[derive(Debug, Clone)]
+pub struct MemoryStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    tenants: Mutex<BTreeMap<TenantId, MemTenant>>,
+    ring: Arc<Keyring>,
+    clock: Arc<dyn StoreClock>,
+    fault: FaultArm,
+    down: AtomicBool,
+}
+
+impl MemoryStore {
+    /// An empty store sealing values with `ring`, reading time from `clock`.
+    pub fn new(ring: Arc<Keyring>, clock: Arc<dyn StoreClock>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                tenants: Mutex::new(BTreeMap::new()),
+                ring,
+                clock,
+                fault: FaultArm::default(),
+                down: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// Simulates the store being unreachable: every operation returns `Unavailable`.
+    pub fn set_unreachable(&self, down: bool) {
+        self.inner.down.store(down, Ordering::SeqCst);
+    }
+
+    fn lock(&self, op: &'static str) -> Result<MutexGuard<'_, BTreeMap<TenantId, MemTenant>>, StoreError> {
+        if self.inner.down.load(Ordering::SeqCst) {
+            return Err(StoreError::unavailable(op, "memory store marked unreachable"));
+        }
+        self.inner.tenants.lock().map_err(|_| StoreError::backend(op, "memory store mutex poisoned"))
+    }
+
+    fn now(&self) -> u64 {
+        self.inner.clock.now_ms()
+    }
+}
+
+fn apply(t: &mut MemTenant, ops: Vec<Op>, fail_after: Option<usize>) -> Result<(), StoreError> {
+    for (i, op) in ops.into_iter().enumerate() {
+        if fail_after == Some(i) {
+            return Err(StoreError::Injected { op: "commit" });
+        }
+        match op {
+            Op::PutCreds(b) => t.creds = Some(b),
+            Op::PutKey(k, b) => {
+                t.keys.insert(k, b);
+            }
+            Op::DeleteKey(k) => {
+                t.keys.remove(&k);
+            }
+            Op::PutStatus(s) => t.row.status = Some(s),
+            Op::PutOutbox(k, b) => {
+                t.outbox.insert(k, b);
+            }
+            Op::DeleteOutbox(k) => {
+                t.outbox.remove(&k);
+            }
+        }
+    }
+    Ok(())
+}
+
+#[async_trait::async_trait]
+impl Store for MemoryStore {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Memory
+    }
+
+    async fn list_tenants(&self) -> Result<Vec<TenantId>, StoreError> {
+        Ok(self.lock("list tenants")?.keys().cloned().collect())
+    }
+
+    async fn hydrate(&self, tenant: &TenantId) -> Result<TenantSnapshot, StoreError> {
+        let t = self.lock("hydrate")?.get(tenant).cloned().unwrap_or_default();
+        let ring = &self.inner.ring;
+        let mut snap = TenantSnapshot { status: t.row.status, lease: t.row.lease, ..Default::default() };
+        if let Some(c) = &t.creds {
+            snap.creds = Some(record::decode_creds(ring, tenant, c)?);
+        }
+        for (id, v) in &t.keys {
+            let key = record::parse_key(tenant, id)?;
+            let value = record::decode_key(ring, tenant, &key, v)?;
+            snap.keys.insert(key, value);
+        }
+        for (id, v) in &t.outbox {
+            let item = record::decode_outbox(ring, tenant, id, v)?;
+            snap.outbox.insert(item.id.clone(), item);
+        }
+        Ok(snap)
+    }
+
+    async fn commit(
+        &self,
+        tenant: &TenantId,
+        fence: FencingToken,
+        batch: &DeltaBatch,
+    ) -> Result<(), StoreError> {
+        let ops = record::encode_batch(&self.inner.ring, tenant, batch)?;
+        let mut map = self.lock("commit")?;
+        let current = map.get(tenant).and_then(|t| t.row.lease.as_ref());
+        lease::check_fence(tenant, current, fence)?;
+        let mut staged = map.get(tenant).cloned().unwrap_or_default();
+        apply(&mut staged, ops, self.inner.fault.take())?;
+        map.insert(tenant.clone(), staged);
+        Ok(())
+    }
+
+    async fn acquire_lease(
+        &self,
+        tenant: &TenantId,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Lease, StoreError> {
+        let now = self.now();
+        let mut map = self.lock("acquire lease")?;
+        let t = map.entry(tenant.clone()).or_default();
+        let l = lease::acquire(tenant, t.row.lease.as_ref(), holder, ttl, now)?;
+        t.row.lease = Some(l.clone());
+        Ok(l)
+    }
+
+    async fn renew_lease(
+        &self,
+        tenant: &TenantId,
+        presented: &Lease,
+        ttl: Duration,
+    ) -> Result<Lease, StoreError> {
+        let now = self.now();
+        let mut map = self.lock("renew lease")?;
+        let t = map.entry(tenant.clone()).or_default();
+        let l = lease::renew(tenant, t.row.lease.as_ref(), presented, ttl, now)?;
+        t.row.lease = Some(l.clone());
+        Ok(l)
+    }
+
+    async fn release_lease(&self, tenant: &TenantId, presented: &Lease) -> Result<(), StoreError> {
+        let mut map = self.lock("release lease")?;
+        let t = map.entry(tenant.clone()).or_default();
+        t.row.lease = Some(lease::release(tenant, t.row.lease.as_ref(), presented)?);
+        Ok(())
+    }
+
+    async fn delete_tenant_keys(&self, tenant: &TenantId, fence: FencingToken) -> Result<(), StoreError> {
+        let mut map = self.lock("delete tenant keys")?;
+        let t = map.entry(tenant.clone()).or_default();
+        lease::check_fence(tenant, t.row.lease.as_ref(), fence)?;
+        t.creds = None;
+        t.keys.clear();
+        Ok(())
+    }
+
+    async fn read_status(&self, tenant: &TenantId) -> Result<Option<TenantStatus>, StoreError> {
+        Ok(self.lock("read status")?.get(tenant).and_then(|t| t.row.status.clone()))
+    }
+
+    async fn write_status(&self, tenant: &TenantId, status: &TenantStatus) -> Result<(), StoreError> {
+        self.lock("write status")?.entry(tenant.clone()).or_default().row.status = Some(status.clone());
+        Ok(())
+    }
+
+    async fn append_event(&self, tenant: &TenantId, event: &StoredEvent) -> Result<(), StoreError> {
+        let mut map = self.lock("append event")?;
+        let t = map.entry(tenant.clone()).or_default();
+        t.events.push_back(event.clone());
+        while t.events.len() > EVENTS_KEPT {
+            t.events.pop_front();
+        }
+        Ok(())
+    }
+
+    async fn list_events(&self, tenant: &TenantId) -> Result<Vec<StoredEvent>, StoreError> {
+        Ok(self
+            .lock("list events")?
+            .get(tenant)
+            .map(|t| t.events.iter().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    async fn list_outbox(&self, tenant: &TenantId) -> Result<Vec<OutboxItem>, StoreError> {
+        let t = self.lock("list outbox")?.get(tenant).cloned().unwrap_or_default();
+        t.outbox.iter().map(|(id, v)| record::decode_outbox(&self.inner.ring, tenant, id, v)).collect()
+    }
+}
+
+#[async_trait::async_trait]
+impl TestHooks for MemoryStore {
+    async fn corrupt_key(&self, tenant: &TenantId, key: &KeyRef) -> Result<(), StoreError> {
+        let mut map = self.lock("corrupt")?;
+        map.entry(tenant.clone()).or_default().keys.insert(key.doc_id(), record::GARBAGE.to_vec());
+        Ok(())
+    }
+
+    async fn corrupt_creds(&self, tenant: &TenantId) -> Result<(), StoreError> {
+        let mut map = self.lock("corrupt")?;
+        let t = map.entry(tenant.clone()).or_default();
+        let creds = t.creds.take().unwrap_or_default();
+        t.creds = Some(record::tamper_creds_record(&creds));
+        Ok(())
+    }
+
+    async fn copy_raw_key(
+        &self,
+        src: &TenantId,
+        from: &KeyRef,
+        dst: &TenantId,
+        to: &KeyRef,
+    ) -> Result<(), StoreError> {
+        let mut map = self.lock("copy")?;
+        let raw = map
+            .get(src)
+            .and_then(|t| t.keys.get(&from.doc_id()).cloned())
+            .ok_or(StoreError::NotFound { tenant: src.clone(), what: "key" })?;
+        map.entry(dst.clone()).or_default().keys.insert(to.doc_id(), raw);
+        Ok(())
+    }
+
+    fn fail_next_commit_after(&self, writes: usize) {
+        self.inner.fault.arm(writes);
+    }
+}

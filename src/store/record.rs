@@ -1,0 +1,206 @@
+//! Byte encodings shared by the memory and embedded backends (the Firestore backend maps the
+//! same parts onto document fields in `firestore::codec`). Every decoder returns
+//! `StoreError::Corrupt` naming the tenant and storage key; none panics.
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use super::crypt::Keyring;
+use super::model::{CredsPublic, CredsSecret, b64, escape_component};
+use super::{Creds, KeyRef, Lease, OutboxItem, SecretBytes, StoreError, TenantStatus};
+use crate::types::TenantId;
+
+/// Storage name (and AAD) of the creds.
+pub(crate) const CREDS_NAME: &str = "creds/current";
+
+/// Storage name (and AAD) of a key.
+pub(crate) fn key_name(key: &KeyRef) -> String {
+    format!("keys/{}", key.doc_id())
+}
+
+/// Storage name (and AAD) of an outbox item.
+pub(crate) fn outbox_name(id: &str) -> String {
+    format!("outbox/{}", outbox_doc_id(id))
+}
+
+/// Document id of an outbox item.
+pub(crate) fn outbox_doc_id(id: &str) -> String {
+    escape_component(id)
+}
+
+/// The tenant row: status fields plus the lease.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct TenantRow {
+    #[serde(default)]
+    pub(crate) status: Option<TenantStatus>,
+    #[serde(default)]
+    pub(crate) lease: Option<Lease>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CredsRecord {
+    public: CredsPublic,
+    #[serde(with = "b64")]
+    secret: Vec<u8>,
+}
+
+/// Seals the secret half of creds (shared with the Firestore codec).
+pub(crate) fn seal_creds_secret(
+    ring: &Keyring,
+    tenant: &TenantId,
+    secret: &CredsSecret,
+) -> Result<Vec<u8>, StoreError> {
+    let json =
+        Zeroizing::new(serde_json::to_vec(secret).map_err(|e| StoreError::backend("encode creds", e))?);
+    ring.seal(tenant, CREDS_NAME, &json)
+}
+
+/// Opens the secret half of creds.
+pub(crate) fn open_creds_secret(
+    ring: &Keyring,
+    tenant: &TenantId,
+    sealed: &[u8],
+) -> Result<CredsSecret, StoreError> {
+    let plain =
+        ring.open(tenant, CREDS_NAME, sealed).map_err(|e| StoreError::corrupt(tenant, CREDS_NAME, e))?;
+    serde_json::from_slice(&plain).map_err(|e| StoreError::corrupt(tenant, CREDS_NAME, e))
+}
+
+pub(crate) fn encode_creds(ring: &Keyring, tenant: &TenantId, creds: &Creds) -> Result<Vec<u8>, StoreError> {
+    let (public, secret) = creds.split();
+    let rec = CredsRecord { public, secret: seal_creds_secret(ring, tenant, &secret)? };
+    serde_json::to_vec(&rec).map_err(|e| StoreError::backend("encode creds", e))
+}
+
+pub(crate) fn decode_creds(ring: &Keyring, tenant: &TenantId, bytes: &[u8]) -> Result<Creds, StoreError> {
+    let rec: CredsRecord =
+        serde_json::from_slice(bytes).map_err(|e| StoreError::corrupt(tenant, CREDS_NAME, e))?;
+    let secret = open_creds_secret(ring, tenant, &rec.secret)?;
+    Ok(Creds::join(rec.public, secret))
+}
+
+pub(crate) fn encode_key(
+    ring: &Keyring,
+    tenant: &TenantId,
+    key: &KeyRef,
+    value: &SecretBytes,
+) -> Result<Vec<u8>, StoreError> {
+    ring.seal(tenant, &key_name(key), value.expose())
+}
+
+pub(crate) fn decode_key(
+    ring: &Keyring,
+    tenant: &TenantId,
+    key: &KeyRef,
+    bytes: &[u8],
+) -> Result<SecretBytes, StoreError> {
+    let name = key_name(key);
+    let plain = ring.open(tenant, &name, bytes).map_err(|e| StoreError::corrupt(tenant, name, e))?;
+    Ok(SecretBytes::new(plain.to_vec()))
+}
+
+/// Parses a stored key doc id; an unknown id is corruption of that tenant.
+pub(crate) fn parse_key(tenant: &TenantId, doc_id: &str) -> Result<KeyRef, StoreError> {
+    KeyRef::parse_doc_id(doc_id).map_err(|e| StoreError::corrupt(tenant, format!("keys/{doc_id}"), e))
+}
+
+pub(crate) fn encode_outbox(
+    ring: &Keyring,
+    tenant: &TenantId,
+    item: &OutboxItem,
+) -> Result<Vec<u8>, StoreError> {
+    let json = Zeroizing::new(serde_json::to_vec(item).map_err(|e| StoreError::backend("encode outbox", e))?);
+    ring.seal(tenant, &outbox_name(&item.id), &json)
+}
+
+pub(crate) fn decode_outbox(
+    ring: &Keyring,
+    tenant: &TenantId,
+    doc_id: &str,
+    bytes: &[u8],
+) -> Result<OutboxItem, StoreError> {
+    let name = format!("outbox/{doc_id}");
+    let plain = ring.open(tenant, &name, bytes).map_err(|e| StoreError::corrupt(tenant, name.clone(), e))?;
+    let item: OutboxItem =
+        serde_json::from_slice(&plain).map_err(|e| StoreError::corrupt(tenant, name.clone(), e))?;
+    if outbox_doc_id(&item.id) != doc_id {
+        return Err(StoreError::corrupt(tenant, name, "outbox id does not match its document"));
+    }
+    Ok(item)
+}
+
+pub(crate) fn encode_row(row: &TenantRow) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(row).map_err(|e| StoreError::backend("encode status", e))
+}
+
+pub(crate) fn decode_row(tenant: &TenantId, bytes: &[u8]) -> Result<TenantRow, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::corrupt(tenant, "status", e))
+}
+
+/// One write a batch turns into, after encoding. Backends apply these in order.
+pub(crate) enum Op {
+    PutCreds(Vec<u8>),
+    PutKey(String, Vec<u8>),
+    DeleteKey(String),
+    PutStatus(TenantStatus),
+    PutOutbox(String, Vec<u8>),
+    DeleteOutbox(String),
+}
+
+/// Encodes a batch into ops (sealing every secret). Encoding happens before any write.
+pub(crate) fn encode_batch(
+    ring: &Keyring,
+    tenant: &TenantId,
+    batch: &super::DeltaBatch,
+) -> Result<Vec<Op>, StoreError> {
+    use super::Delta;
+    batch
+        .deltas
+        .iter()
+        .map(|d| {
+            Ok(match d {
+                Delta::CredsPut(c) => Op::PutCreds(encode_creds(ring, tenant, c)?),
+                Delta::KeyPut { key, value } => {
+                    Op::PutKey(key.doc_id(), encode_key(ring, tenant, key, value)?)
+                }
+                Delta::KeyDelete(key) => Op::DeleteKey(key.doc_id()),
+                Delta::StatusPut(s) => Op::PutStatus(s.clone()),
+                Delta::OutboxPut(item) => {
+                    Op::PutOutbox(outbox_doc_id(&item.id), encode_outbox(ring, tenant, item)?)
+                }
+                Delta::OutboxDelete(id) => Op::DeleteOutbox(outbox_doc_id(id)),
+            })
+        })
+        .collect()
+}
+
+/// A one-shot "fail the next commit after N writes" switch.
+#[derive(Debug, Default)]
+pub(crate) struct FaultArm(std::sync::Mutex<Option<usize>>);
+
+impl FaultArm {
+    pub(crate) fn arm(&self, after: usize) {
+        if let Ok(mut g) = self.0.lock() {
+            *g = Some(after);
+        }
+    }
+
+    pub(crate) fn take(&self) -> Option<usize> {
+        self.0.lock().ok().and_then(|mut g| g.take())
+    }
+}
+
+/// Garbage that is not a valid envelope (for corruption hooks).
+pub(crate) const GARBAGE: &[u8] = b"\x00not-a-sealed-value\xff";
+
+/// Flips one byte inside the sealed secret of a creds record, keeping the JSON valid, so the
+/// record parses but fails to authenticate. Unparseable input becomes garbage.
+pub(crate) fn tamper_creds_record(bytes: &[u8]) -> Vec<u8> {
+    let Ok(mut rec) = serde_json::from_slice::<CredsRecord>(bytes) else {
+        return GARBAGE.to_vec();
+    };
+    if let Some(last) = rec.secret.last_mut() {
+        *last ^= 0x55;
+    }
+    serde_json::to_vec(&rec).unwrap_or_else(|_| GARBAGE.to_vec())
+}

@@ -1,0 +1,144 @@
+//! Cross-layer newtypes shared by `store`, `host` and `api`: [`TenantId`] and [`FencingToken`].
+//!
+//! Owns validation of tenant ids. Must not depend on any other module of the crate.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The longest tenant id we accept.
+pub const TENANT_ID_MAX_LEN: usize = 64;
+
+/// A validated tenant id: 1..=64 characters of `[a-z0-9_-]`.
+///
+/// The alphabet keeps the id safe as a Firestore document id, a redb key, a URL path segment
+/// and a log field without any escaping.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TenantId(Arc<str>);
+
+/// Why a string is not a valid [`TenantId`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TenantIdError {
+    /// The id is empty (caller error: pick a name).
+    #[error("tenant id is empty")]
+    Empty,
+    /// The id is longer than [`TENANT_ID_MAX_LEN`] (caller error: pick a shorter name).
+    #[error("tenant id is {len} characters long, at most {max} are allowed")]
+    TooLong {
+        /// Length of the rejected id.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The id contains a character outside `[a-z0-9_-]` (caller error).
+    #[error("tenant id contains {ch:?} at byte {offset}; only [a-z0-9_-] is allowed")]
+    BadChar {
+        /// The offending character.
+        ch: char,
+        /// Its byte offset.
+        offset: usize,
+    },
+}
+
+impl TenantId {
+    /// Validates `s` and wraps it.
+    pub fn new(s: &str) -> Result<Self, TenantIdError> {
+        if s.is_empty() {
+            return Err(TenantIdError::Empty);
+        }
+        if s.len() > TENANT_ID_MAX_LEN {
+            return Err(TenantIdError::TooLong { len: s.len(), max: TENANT_ID_MAX_LEN });
+        }
+        if let Some((offset, ch)) = s
+            .char_indices()
+            .find(|(_, c)| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_' || *c == '-'))
+        {
+            return Err(TenantIdError::BadChar { ch, offset });
+        }
+        Ok(Self(Arc::from(s)))
+    }
+
+    /// The id as a string slice (for storage keys and logs).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TenantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for TenantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TenantId({})", &*self.0)
+    }
+}
+
+impl FromStr for TenantId {
+    type Err = TenantIdError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::new(s)
+    }
+}
+
+impl TryFrom<&str> for TenantId {
+    type Error = TenantIdError;
+    fn try_from(s: &str) -> Result<Self, Self::Error> {
+        Self::new(s)
+    }
+}
+
+impl Serialize for TenantId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for TenantId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::new(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The fencing token of a tenant lease: its epoch. Every acquisition (and every release)
+/// moves it strictly upwards, so a commit carrying an older token is recognisably stale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct FencingToken(pub u64);
+
+impl fmt::Display for FencingToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Valid ids are accepted, every kind of invalid id is rejected with its reason.
+    #[test]
+    fn tenant_id_validation() {
+        assert!(TenantId::new("acme_01-x").is_ok());
+        assert_eq!(TenantId::new(""), Err(TenantIdError::Empty));
+        assert!(matches!(TenantId::new(&"a".repeat(65)), Err(TenantIdError::TooLong { len: 65, .. })));
+        assert!(TenantId::new(&"a".repeat(64)).is_ok());
+        assert_eq!(TenantId::new("aB"), Err(TenantIdError::BadChar { ch: 'B', offset: 1 }));
+        assert!(matches!(TenantId::new("a/b"), Err(TenantIdError::BadChar { ch: '/', .. })));
+        assert!(matches!(TenantId::new("é"), Err(TenantIdError::BadChar { .. })));
+    }
+
+    /// Deserialising an invalid id fails instead of smuggling it past validation.
+    #[test]
+    fn tenant_id_serde_validates() {
+        let ok: TenantId = serde_json::from_str("\"abc\"").unwrap();
+        assert_eq!(ok.as_str(), "abc");
+        assert!(serde_json::from_str::<TenantId>("\"A B\"").is_err());
+    }
+}

@@ -1,0 +1,143 @@
+//! Runs every `store::conformance` check against memory, embedded (temp dir) and Firestore
+//! (the emulator at `FIRESTORE_EMULATOR_HOST`; each test gets its own project id, so tests run
+//! in parallel safely). Without an emulator the Firestore tests skip loudly, except under
+//! `CI=true`, where they fail.
+
+use std::sync::Arc;
+
+use staylinked::store::conformance::{self, Fixture};
+use staylinked::store::crypt::{Keyring, MasterKey};
+use staylinked::store::embedded::EmbeddedStore;
+use staylinked::store::firestore::{FirestoreOptions, FirestoreStore};
+use staylinked::store::memory::MemoryStore;
+use staylinked::store::{ManualClock, Store, StoreClock, TestHooks};
+
+const T0: u64 = 1_700_000_000_000;
+
+fn ring() -> Arc<Keyring> {
+    Arc::new(Keyring::new(&MasterKey::generate(), &[]))
+}
+
+async fn memory() -> Option<Fixture> {
+    let clock = ManualClock::new(T0);
+    let s = MemoryStore::new(ring(), Arc::new(clock.clone()));
+    let down = MemoryStore::new(ring(), Arc::new(clock.clone()));
+    down.set_unreachable(true);
+    Some(Fixture {
+        store: Arc::new(s.clone()),
+        hooks: Arc::new(s),
+        clock,
+        unreachable: Ok(Arc::new(down) as Arc<dyn Store>),
+        guard: None,
+    })
+}
+
+async fn embedded() -> Option<Fixture> {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let c: Arc<dyn StoreClock> = Arc::new(clock.clone());
+    let s = EmbeddedStore::open(&dir.path().join("db/staylinked.redb"), ring(), c.clone()).await.unwrap();
+    // A path below a regular file can never be opened.
+    let blocker = dir.path().join("not-a-dir");
+    std::fs::write(&blocker, b"x").unwrap();
+    let unreachable =
+        EmbeddedStore::open(&blocker.join("x.redb"), ring(), c).await.map(|s| Arc::new(s) as Arc<dyn Store>);
+    Some(Fixture {
+        store: Arc::new(s.clone()),
+        hooks: Arc::new(s),
+        clock,
+        unreachable,
+        guard: Some(Box::new(dir)),
+    })
+}
+
+/// The emulator address, or `None` (loud skip) — but a failure under CI.
+pub(crate) fn emulator() -> Option<String> {
+    match std::env::var("FIRESTORE_EMULATOR_HOST") {
+        Ok(h) if !h.is_empty() => Some(h),
+        _ if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("CI=true but FIRESTORE_EMULATOR_HOST is unset: start scripts/firestore-emulator.sh")
+        }
+        _ => {
+            eprintln!(
+                "\n!!! SKIPPING Firestore conformance: FIRESTORE_EMULATOR_HOST is unset.\n!!! Run `eval \"$(scripts/firestore-emulator.sh start)\"` first.\n"
+            );
+            None
+        }
+    }
+}
+
+/// A unique project id per test, so parallel tests never see each other's documents.
+pub(crate) fn unique_project() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!("sl-test-{}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst), rand_suffix())
+}
+
+fn rand_suffix() -> u32 {
+    let k = MasterKey::generate();
+    u32::from_str_radix(&k.key_id()[..8], 16).unwrap()
+}
+
+async fn firestore() -> Option<Fixture> {
+    emulator()?;
+    let clock = ManualClock::new(T0);
+    let c: Arc<dyn StoreClock> = Arc::new(clock.clone());
+    let s =
+        FirestoreStore::connect(FirestoreOptions::new(unique_project()), ring(), c.clone()).await.unwrap();
+    let unreachable = FirestoreStore::connect(
+        FirestoreOptions::new(unique_project()).with_api_url("http://127.0.0.1:1"),
+        ring(),
+        c,
+    )
+    .await
+    .map(|s| Arc::new(s) as Arc<dyn Store>);
+    let hooks: Arc<dyn TestHooks> = Arc::new(s.clone());
+    Some(Fixture { store: Arc::new(s), hooks, clock, unreachable, guard: None })
+}
+
+macro_rules! conformance {
+    ($($check:ident),* $(,)?) => {
+        mod memory_backend {
+            $(
+                /// Conformance check on the memory backend.
+                #[tokio::test]
+                async fn $check() {
+                    if let Some(f) = super::memory().await { super::conformance::$check(f).await }
+                }
+            )*
+        }
+        mod embedded_backend {
+            $(
+                /// Conformance check on the embedded (redb) backend.
+                #[tokio::test]
+                async fn $check() {
+                    if let Some(f) = super::embedded().await { super::conformance::$check(f).await }
+                }
+            )*
+        }
+        mod firestore_backend {
+            $(
+                /// Conformance check on the Firestore backend, through the real emulator.
+                #[tokio::test]
+                async fn $check() {
+                    if let Some(f) = super::firestore().await { super::conformance::$check(f).await }
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    hydrate_returns_committed,
+    commit_is_atomic,
+    stale_fence_rejected,
+    lease_expiry_and_takeover,
+    release_lets_other_acquire,
+    deleted_keys_stay_deleted,
+    corrupt_value_isolated,
+    moved_value_fails,
+    unreachable_is_unavailable,
+    status_events_outbox,
+    hydrate_all_streams_everyone,
+);
