@@ -5,6 +5,7 @@
 // test binary need them too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
+mod deploy_files;
 mod sim_pairing;
 mod store_conformance;
 mod store_wrappers;
