@@ -6,6 +6,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 mod deploy_files;
+mod sim_lifecycle;
 mod sim_pairing;
 mod store_conformance;
 mod store_wrappers;
+mod support;
