@@ -142,8 +142,8 @@ conformance!(
     hydrate_all_streams_everyone,
 );
 
-/// Firestore `hydrate_all` with windows of 2 tenants (several collection-group windows, a
-/// corrupt tenant in the middle, a tenant with only a status doc) yields for every tenant
+/// Firestore `hydrate_all` with windows of 2 tenants and 3-document pages (several windows and
+/// pages, a corrupt tenant in the middle, a tenant with only a status doc) yields for every tenant
 /// exactly what `hydrate` yields, keeps the corrupt one to itself and never falls back.
 #[tokio::test]
 async fn firestore_windowed_hydrate_all_matches_hydrate() {
@@ -155,7 +155,8 @@ async fn firestore_windowed_hydrate_all_matches_hydrate() {
         return;
     }
     let clock: Arc<dyn StoreClock> = Arc::new(ManualClock::new(T0));
-    let opts = FirestoreOptions::new(unique_project()).with_hydrate_window(2);
+    // Pages of 3 documents: several pages per window and per tenant, all at one read time.
+    let opts = FirestoreOptions::new(unique_project()).with_hydrate_window(2).with_hydrate_page(3);
     let s = FirestoreStore::connect(opts, ring(), clock).await.unwrap();
     let mut want = Vec::new();
     for i in 0..7u8 {

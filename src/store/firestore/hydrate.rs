@@ -104,7 +104,41 @@ fn tenant_and_collection<'a>(docs: &str, name: &'a str) -> Option<(&'a str, &'a 
 }
 
 impl FirestoreStore {
-    /// Runs a query to completion; returns its documents and its last read time.
+    /// Runs `query` page by page (`hydrate_page` documents each); the first page fixes the read
+    /// time when `read_time` is `None`, every later page reads at that time. Returns all
+    /// documents and the read time they are consistent at.
+    async fn query_all(
+        &self,
+        op: &'static str,
+        parent: String,
+        mut query: StructuredQuery,
+        mut read_time: Option<Timestamp>,
+    ) -> Result<(Vec<Document>, Option<Timestamp>), StoreError> {
+        let page_size = self.inner.hydrate_page;
+        query.limit = Some(page_size);
+        let mut out = Vec::new();
+        loop {
+            let (page, at) = self.run_query(op, parent.clone(), query.clone(), read_time).await?;
+            if read_time.is_none() {
+                read_time = at.map(whole_micros);
+            }
+            let full = page.len() >= usize::try_from(page_size).unwrap_or(usize::MAX);
+            let last = page.last().map(|d| d.name.clone());
+            out.extend(page);
+            match last {
+                Some(_) if full && read_time.is_none() => {
+                    // Without a read time the next page could come from another snapshot.
+                    return Err(StoreError::backend(op, "query page returned no read time"));
+                }
+                Some(name) if full => {
+                    query.start_at = Some(Cursor { values: vec![reference(name)], before: false });
+                }
+                _ => return Ok((out, read_time)),
+            }
+        }
+    }
+
+    /// Runs one query RPC to completion; returns its documents and its last read time.
     async fn run_query(
         &self,
         op: &'static str,
@@ -112,6 +146,7 @@ impl FirestoreStore {
         query: StructuredQuery,
         read_time: Option<Timestamp>,
     ) -> Result<(Vec<Document>, Option<Timestamp>), StoreError> {
+        let collection = query.from.first().map(|c| c.collection_id.clone()).unwrap_or_default();
         let req = RunQueryRequest {
             parent,
             explain_options: None,
@@ -119,7 +154,9 @@ impl FirestoreStore {
             query_type: Some(run_query_request::QueryType::StructuredQuery(query)),
             consistency_selector: read_time.map(run_query_request::ConsistencySelector::ReadTime),
         };
+        let started = tokio::time::Instant::now();
         let mut stream = self.rpc(op, self.client().run_query(req)).await?;
+        let first = started.elapsed();
         let (mut docs, mut at) = (Vec::new(), None);
         loop {
             let msg = match tokio::time::timeout(self.inner.timeout, stream.message()).await {
@@ -134,6 +171,14 @@ impl FirestoreStore {
                 break;
             }
         }
+        tracing::debug!(
+            op,
+            collection,
+            docs = docs.len(),
+            first_ms = first.as_millis(),
+            total_ms = started.elapsed().as_millis(),
+            "firestore run_query"
+        );
         Ok((docs, at))
     }
 
@@ -176,8 +221,8 @@ impl FirestoreStore {
         let at =
             at.map(whole_micros).ok_or_else(|| StoreError::backend(OP, "batch get returned no read time"))?;
         let ((keys, _), (outbox, _)) = futures::try_join!(
-            self.run_query(OP, status_name.clone(), query("keys", false, None, None), Some(at)),
-            self.run_query(OP, status_name.clone(), query("outbox", false, None, None), Some(at)),
+            self.query_all(OP, status_name.clone(), query("keys", false, None, None), Some(at)),
+            self.query_all(OP, status_name.clone(), query("outbox", false, None, None), Some(at)),
         )?;
         let docs =
             TenantDocs { status: found.remove(&status_name), creds: found.remove(&creds_name), keys, outbox };
@@ -187,15 +232,16 @@ impl FirestoreStore {
     /// Every tenant from one snapshot: one query lists the status docs; then, per window of
     /// `hydrate_window` tenants, three collection-group queries (creds, keys, outbox) bounded
     /// by tenant name read the rest at the listing's read time. `concurrency` windows run at
-    /// once. A window whose queries fail falls back to per-tenant reads, so one tenant's
-    /// result never depends on another's.
+    /// once. A window whose queries stay unavailable after one retry yields `Unavailable` for
+    /// each of its tenants; one whose queries are refused otherwise (e.g. a database that does
+    /// not serve collection-group queries) falls back to per-tenant reads.
     pub(super) async fn hydrate_all_windows(
         &self,
         concurrency: usize,
     ) -> Result<BoxStream<'_, Hydrated>, StoreError> {
         const OP: &str = "hydrate all";
         let (docs, at) =
-            self.run_query(OP, self.inner.docs.clone(), query("tenants", false, None, None), None).await?;
+            self.query_all(OP, self.inner.docs.clone(), query("tenants", false, None, None), None).await?;
         let mut tenants = Vec::with_capacity(docs.len());
         for d in docs {
             let id = codec::doc_id(&d.name);
@@ -228,12 +274,24 @@ impl FirestoreStore {
         let start = w.tenants.first().map(|(_, d)| d.name.clone());
         let group = |coll: &str| {
             let q = query(coll, true, start.clone(), w.end.clone());
-            self.run_query(OP, self.inner.docs.clone(), q, Some(at))
+            self.query_all(OP, self.inner.docs.clone(), q, Some(at))
         };
-        let read = futures::try_join!(group("creds"), group("keys"), group("outbox"));
+        let mut read = futures::try_join!(group("creds"), group("keys"), group("outbox"));
+        if matches!(read, Err(StoreError::Unavailable { .. })) {
+            // One retry for a slow or briefly unreachable store, then each tenant reports it.
+            read = futures::try_join!(group("creds"), group("keys"), group("outbox"));
+        }
         let ((creds, _), (keys, _), (outbox, _)) = match read {
             Ok(r) => r,
+            Err(StoreError::Unavailable { op, detail }) => {
+                return w
+                    .tenants
+                    .into_iter()
+                    .map(|(t, _)| (t, Err(StoreError::Unavailable { op, detail: detail.clone() })))
+                    .collect();
+            }
             Err(e) => {
+                // E.g. a database that refuses collection-group queries: read tenant by tenant.
                 self.inner.window_fallbacks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::warn!(error = %e, tenants = w.tenants.len(), "collection-group hydrate failed; reading tenants one by one");
                 return futures::stream::iter(w.tenants)

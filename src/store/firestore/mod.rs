@@ -14,6 +14,9 @@
 //! takeover waits, or our commit aborts. A stale holder can therefore never land a write after
 //! a takeover — Firestore enforces it, not a check-then-write race in our code.
 //!
+//! Hydration takes no transaction: every read of a snapshot names one `read_time` (see
+//! `hydrate.rs`), and `hydrate_all` reads many tenants per collection-group query.
+//!
 //! Layout (see ARCHITECTURE.md): `tenants/{t}` status fields + `lease {holder, epoch,
 //! expires_at}`; `tenants/{t}/creds/current`; `tenants/{t}/keys/{kind}-{id}`;
 //! `tenants/{t}/outbox/{id}`; `tenants/{t}/events/{id}`.
@@ -54,8 +57,15 @@ const TXN_ATTEMPTS: usize = 4;
 const PAGE: i32 = 500;
 /// Keys deleted per fenced transaction by `delete_tenant_keys`.
 const DELETE_CHUNK: i32 = 400;
-/// Default tenants per window of collection-group queries in `hydrate_all`.
-pub const DEFAULT_HYDRATE_WINDOW: usize = 64;
+/// Default tenants per window of collection-group queries in `hydrate_all`: 1,000 tenants are
+/// 2 windows (2 parallel key streams in production, few full scans on the emulator).
+pub const DEFAULT_HYDRATE_WINDOW: usize = 500;
+/// Default documents per page of a hydration query: bounds the size and duration of each RPC
+/// for very large fleets. Large on purpose: the emulator scans the whole collection group for
+/// every query whatever its cursor or limit (a 304-document page cost as much as a
+/// 1,000-document one), so each extra page is a full scan there; production serves each page
+/// from the name index.
+pub const DEFAULT_HYDRATE_PAGE: i32 = 20_000;
 
 /// How to reach Firestore.
 #[derive(Debug, Clone)]
@@ -71,6 +81,8 @@ pub struct FirestoreOptions {
     pub request_timeout: Duration,
     /// Tenants whose documents `hydrate_all` reads with one set of collection-group queries.
     pub hydrate_window: usize,
+    /// Documents per page of a hydration query.
+    pub hydrate_page: i32,
 }
 
 impl FirestoreOptions {
@@ -82,12 +94,19 @@ impl FirestoreOptions {
             api_url: None,
             request_timeout: Duration::from_secs(10),
             hydrate_window: DEFAULT_HYDRATE_WINDOW,
+            hydrate_page: DEFAULT_HYDRATE_PAGE,
         }
     }
 
     /// Sets the number of tenants per `hydrate_all` query window (at least 1).
     pub fn with_hydrate_window(mut self, tenants: usize) -> Self {
         self.hydrate_window = tenants.max(1);
+        self
+    }
+
+    /// Sets the documents per page of a hydration query (at least 1).
+    pub fn with_hydrate_page(mut self, docs: i32) -> Self {
+        self.hydrate_page = docs.max(1);
         self
     }
 
@@ -118,6 +137,7 @@ struct Inner {
     clock: Arc<dyn StoreClock>,
     timeout: Duration,
     hydrate_window: usize,
+    hydrate_page: i32,
     /// `hydrate_all` windows that fell back to per-tenant reads.
     window_fallbacks: AtomicU64,
     fault: FaultArm,
@@ -173,6 +193,7 @@ impl FirestoreStore {
                 clock,
                 timeout: opts.request_timeout,
                 hydrate_window: opts.hydrate_window,
+                hydrate_page: opts.hydrate_page.max(1),
                 window_fallbacks: AtomicU64::new(0),
                 fault: FaultArm::default(),
             }),
