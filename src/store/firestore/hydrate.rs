@@ -346,6 +346,46 @@ mod tests {
         assert_eq!(tenant_and_collection("elsewhere", &n), None);
     }
 
+    /// Reads at a snapshot's read time see that time's values, not later commits (the
+    /// emulator honours `read_time`; skipped without `FIRESTORE_EMULATOR_HOST`).
+    #[tokio::test]
+    async fn reads_at_read_time_ignore_later_commits() {
+        use std::sync::Arc;
+        use std::time::Duration;
+
+        use crate::store::crypt::{Keyring, MasterKey};
+        use crate::store::firestore::FirestoreOptions;
+        use crate::store::{Delta, DeltaBatch, KeyRef, ManualClock, SecretBytes, Store as _};
+
+        if std::env::var("FIRESTORE_EMULATOR_HOST").map_or(true, |h| h.is_empty()) {
+            return;
+        }
+        let ring = Arc::new(Keyring::new(&MasterKey::generate(), &[]));
+        let project = format!("sl-unit-rt-{}", MasterKey::generate().key_id());
+        let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+        let s = FirestoreStore::connect(FirestoreOptions::new(project), ring, clock).await.unwrap();
+        let t = TenantId::new("rt").unwrap();
+        let fence = s.acquire_lease(&t, "h", Duration::from_secs(30)).await.unwrap().fence();
+        let put = |id: u32, v: u8| {
+            DeltaBatch::new()
+                .with(Delta::KeyPut { key: KeyRef::PreKey(id), value: SecretBytes::new(vec![v]) })
+        };
+        s.commit(&t, fence, &put(1, 1)).await.unwrap();
+        let (_, at) = s.batch_get("test", vec![s.tenant_path(&t)]).await.unwrap();
+        let at = whole_micros(at.unwrap());
+        s.commit(&t, fence, &put(1, 2)).await.unwrap();
+        s.commit(&t, fence, &put(2, 2)).await.unwrap();
+
+        let (keys, _) =
+            s.query_all("test", s.tenant_path(&t), query("keys", false, None, None), Some(at)).await.unwrap();
+        let then = s.assemble(&t, TenantDocs { keys, ..TenantDocs::default() }).unwrap();
+        assert_eq!(then.keys.len(), 1, "the later key is not in the old snapshot");
+        assert_eq!(then.keys.get(&KeyRef::PreKey(1)).map(|v| v.expose().to_vec()), Some(vec![1]));
+        let now = s.hydrate(&t).await.unwrap();
+        assert_eq!(now.keys.get(&KeyRef::PreKey(1)).map(|v| v.expose().to_vec()), Some(vec![2]));
+        assert_eq!(now.keys.len(), 2);
+    }
+
     /// Read times floor to whole microseconds and never move forward.
     #[test]
     fn read_time_floors_to_micros() {
