@@ -1,0 +1,2 @@
+//! Signal bench (placeholder until written).
+fn main() {}

@@ -1,0 +1,44 @@
+//! The Signal protocol as WhatsApp uses it (protocol/10-signal.md): identity and prekeys,
+//! X3DH, the double ratchet with bounded skipped keys and archived sessions, and sender keys for
+//! groups — byte-compatible with libsignal-node (Baileys) and checked against its vectors.
+//!
+//! Sans-IO and persist-friendly: every operation takes the caller's records by reference and
+//! returns new records plus [`SignalDelta`]s for the host to commit *before* it acks or sends
+//! (ARCHITECTURE invariant 1). A failed operation changes nothing. Randomness is injected
+//! (`&mut impl CryptoRngCore`). No IO, no clock, no OS RNG, no JID parsing here.
+
+mod address;
+mod delta;
+mod error;
+mod keys;
+mod primitives;
+mod ratchet;
+mod record;
+mod sender_key;
+mod session;
+mod storage;
+mod wire;
+mod x3dh;
+
+#[cfg(test)]
+mod tests;
+
+pub use address::{SenderKeyName, SignalAddress};
+pub use delta::SignalDelta;
+pub use error::SignalError;
+pub use keys::{
+    KEY_TYPE_DJB, LocalIdentity, MAX_PRE_KEY_ID, MAX_REGISTRATION_ID, PreKeyBundle, PreKeyRecord, PublicKey,
+    SignedPreKeyRecord, generate_pre_keys, generate_registration_id, next_pre_key_id,
+};
+pub use ratchet::{MAX_FORWARD_JUMP, MAX_RECEIVING_CHAINS, MAX_SKIPPED_KEYS};
+pub use record::{MAX_PREVIOUS_SESSIONS, SessionRecord};
+pub use sender_key::{
+    GroupOutput, MAX_SENDER_KEY_STATES, SenderKeyRecord, create_distribution_message, group_decrypt,
+    group_encrypt, process_distribution_message,
+};
+pub use session::{
+    Decrypted, Encrypted, MessageKind, decrypt_message, decrypt_prekey_message, encrypt, process_bundle,
+};
+pub use wire::{
+    MAC_LEN, MESSAGE_VERSION, PreKeySignalMessage, SIGNATURE_LEN, SenderKeyDistributionMessage, VERSION_BYTE,
+};
