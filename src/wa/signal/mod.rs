@@ -17,6 +17,8 @@ mod record;
 mod sender_key;
 mod session;
 mod storage;
+#[doc(hidden)]
+pub mod testing;
 mod wire;
 mod x3dh;
 
