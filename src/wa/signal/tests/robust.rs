@@ -194,6 +194,12 @@ proptest! {
         let _ = group_decrypt(&name, &SenderKeyRecord::default(), &with_version);
     }
 
+}
+
+proptest! {
+    // Each case builds a session and a sender key (slow curve math in debug builds): fewer cases.
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
     /// Mutated valid messages and records never panic (decrypt on an established session,
     /// group decrypt, record decode) and mutated ciphertexts never decrypt to something else.
     #[test]
