@@ -83,7 +83,7 @@ pub enum SignalError {
         tried: usize,
         /// The error of the current session (the first one tried).
         #[source]
-        source: Box<SignalError>,
+        source: Box<Self>,
     },
     /// Peer input: the message key for this counter was already used (a duplicate or replay).
     #[error("message counter {counter} already used (chain is at {next})")]

@@ -6,6 +6,7 @@ use aes::Aes256;
 use cbc::cipher::block_padding::Pkcs7;
 use cbc::cipher::{BlockDecryptMut, BlockEncryptMut, KeyIvInit};
 use hkdf::Hkdf;
+use hmac::digest::KeyInit;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use zeroize::{Zeroize, ZeroizeOnDrop};
@@ -17,13 +18,13 @@ type HmacSha256 = Hmac<Sha256>;
 /// AES block size; CBC ciphertexts are a non-zero multiple of it.
 const BLOCK: usize = 16;
 
-/// HMAC-SHA256 over the concatenation of `parts`.
-pub(crate) fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
-    // HMAC accepts keys of any length, so `new_from_slice` cannot fail.
-    let mut mac = match HmacSha256::new_from_slice(key) {
-        Ok(m) => m,
-        Err(_) => unreachable!("hmac takes keys of any length"),
-    };
+/// HMAC-SHA256 with a 32-byte key over the concatenation of `parts`.
+pub(crate) fn hmac(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
+    // RFC 2104 pads a short key with zeros to the 64-byte block: doing it here makes the
+    // constructor infallible (`new_from_slice` would return a never-taken error).
+    let mut block = zeroize::Zeroizing::new([0u8; 64]);
+    block[..32].copy_from_slice(key);
+    let mut mac = <HmacSha256 as KeyInit>::new(&(*block).into());
     for p in parts {
         mac.update(p);
     }
