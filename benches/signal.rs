@@ -65,7 +65,8 @@ fn signal(c: &mut Criterion) {
         bench.iter(|| {
             let (s, r) = (turn & 1, 1 - (turn & 1));
             let e = encrypt(&sides[s].1, &sides[s].0, black_box(&plaintext)).expect("encrypt");
-            let d = decrypt_message(&sides[r].1, &sides[r].0, black_box(&e.ciphertext), &mut rng).expect("decrypt");
+            let d = decrypt_message(&sides[r].1, &sides[r].0, black_box(&e.ciphertext), &mut rng)
+                .expect("decrypt");
             sides[s].0 = e.record;
             sides[r].0 = d.record;
             turn += 1;
