@@ -6,6 +6,18 @@
 //! returns new records plus [`SignalDelta`]s for the host to commit *before* it acks or sends
 //! (ARCHITECTURE invariant 1). A failed operation changes nothing. Randomness is injected
 //! (`&mut impl CryptoRngCore`). No IO, no clock, no OS RNG, no JID parsing here.
+//!
+//! Call order for the message layer (protocol/13-what-to-persist.md §4):
+//! - device creation: [`LocalIdentity::generate`], [`SignedPreKeyRecord::generate`]; prekey
+//!   refill: [`generate_pre_keys`] from the stored next id, persist, *then* upload;
+//! - send 1:1: without a session, [`process_bundle`] with the fetched [`PreKeyBundle`]; then
+//!   [`encrypt`] → commit `deltas` → send `<enc type=kind.enc_type()>`;
+//! - receive `pkmsg`: [`PreKeySignalMessage::decode`] → load the signed prekey and the one-time
+//!   prekey it names → [`decrypt_prekey_message`] → commit `deltas` (session put and prekey
+//!   delete in one batch) → hand to the app → ack. `msg`: [`decrypt_message`], same commit rule;
+//!   [`SignalError::is_duplicate`] marks redeliveries;
+//! - groups: [`create_distribution_message`] (send the SKDM pairwise), [`group_encrypt`];
+//!   receivers [`process_distribution_message`], [`group_decrypt`].
 
 mod address;
 mod delta;

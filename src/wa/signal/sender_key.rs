@@ -208,7 +208,6 @@ pub fn process_distribution_message(
 }
 
 /// Result of a group encrypt or decrypt.
-#[derive(Debug)]
 pub struct GroupOutput {
     /// Ciphertext (`skmsg` content) after encrypt; plaintext after decrypt.
     pub bytes: Vec<u8>,
@@ -216,6 +215,16 @@ pub struct GroupOutput {
     pub record: SenderKeyRecord,
     /// Commit before the ciphertext leaves / before the message is acked.
     pub deltas: Vec<SignalDelta>,
+}
+
+/// Prints lengths only: plaintexts are personal data.
+impl fmt::Debug for GroupOutput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GroupOutput")
+            .field("bytes_len", &self.bytes.len())
+            .field("deltas", &self.deltas)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Encrypts `plaintext` with our sender key for `name` (iterations are consecutive; Baileys'

@@ -34,7 +34,6 @@ impl MessageKind {
 }
 
 /// Result of [`encrypt`].
-#[derive(Debug)]
 pub struct Encrypted {
     /// `pkmsg` or `msg`.
     pub kind: MessageKind,
@@ -47,7 +46,6 @@ pub struct Encrypted {
 }
 
 /// Result of a decrypt.
-#[derive(Debug)]
 pub struct Decrypted {
     /// The plaintext (still WA-padded; the message layer unpads).
     pub plaintext: Vec<u8>,
@@ -55,6 +53,26 @@ pub struct Decrypted {
     pub record: SessionRecord,
     /// Commit before acking the message or handing it to the application.
     pub deltas: Vec<SignalDelta>,
+}
+
+impl std::fmt::Debug for Encrypted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Encrypted")
+            .field("kind", &self.kind)
+            .field("ciphertext_len", &self.ciphertext.len())
+            .field("deltas", &self.deltas)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Prints lengths only: plaintexts are personal data.
+impl std::fmt::Debug for Decrypted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decrypted")
+            .field("plaintext_len", &self.plaintext.len())
+            .field("deltas", &self.deltas)
+            .finish_non_exhaustive()
+    }
 }
 
 fn session_put(address: &SignalAddress, record: &SessionRecord) -> SignalDelta {

@@ -320,6 +320,12 @@ impl SenderKeyDistributionMessage {
     }
 }
 
+impl Drop for SenderKeyDistributionMessage {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.chain_key);
+    }
+}
+
 impl std::fmt::Debug for SenderKeyDistributionMessage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SenderKeyDistributionMessage")

@@ -34,8 +34,15 @@ fn bob_decrypts_msg1_and_reproduces_msg2() {
     .unwrap();
     assert_eq!(d.plaintext, b"hello bob");
     assert_eq!(rng.remaining(), 0);
-    assert!(d.deltas.contains(&SignalDelta::PreKeyConsumed { id: 1 }));
-    assert!(d.deltas.iter().any(|x| matches!(x, SignalDelta::SessionPut { .. })));
+    // Identity, then the session, then the prekey deletion, all in one batch.
+    assert!(matches!(
+        &d.deltas[..],
+        [
+            SignalDelta::IdentityPut { .. },
+            SignalDelta::SessionPut { .. },
+            SignalDelta::PreKeyConsumed { id: 1 }
+        ]
+    ));
     let e = encrypt(&alice_addr(), &d.record, b"hello alice").unwrap();
     assert_eq!(e.kind, MessageKind::Whisper);
     assert_eq!(hex::encode(&e.ciphertext), s["msg2"]["body_hex"].as_str().unwrap());
