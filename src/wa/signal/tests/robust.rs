@@ -2,6 +2,7 @@
 //! untrusted bytes (wire messages and stored records) never panic.
 
 use proptest::prelude::*;
+use prost::Message as _;
 
 use crate::wa::noise::testing::SeededRng;
 use crate::wa::signal::*;
@@ -222,4 +223,64 @@ proptest! {
         let _ = SenderKeyDistributionMessage::decode(&mutate(skdm.encode(), &edits, cut));
         let _ = PreKeySignalMessage::decode(&mutate(encrypt(&b(), &p.alice, b"x").unwrap().ciphertext, &edits, cut));
     }
+}
+
+/// Skipped message keys are capped per chain: after two maximal jumps the oldest keys are
+/// evicted (their messages fail as already-used), the newest kept keys still decrypt.
+#[test]
+fn skipped_keys_bounded() {
+    let mut p = established();
+    let mut rec = p.alice.clone();
+    let mut sent = Vec::new();
+    for i in 0..=4000u32 {
+        let e = encrypt(&a(), &rec, format!("{i}").as_bytes()).unwrap();
+        rec = e.record;
+        sent.push(e.ciphertext);
+    }
+    let mut bob = p.bob.clone();
+    for i in [2000usize, 4000] {
+        bob = decrypt_message(&a(), &bob, &sent[i], &mut p.rng).unwrap().record;
+    }
+    // Kept: the newest MAX_SKIPPED_KEYS of 0..4000 minus the two decrypted, i.e. 1999 and 2001..3999.
+    assert_eq!(MAX_SKIPPED_KEYS, 2000);
+    assert!(decrypt_message(&a(), &bob, &sent[1998], &mut p.rng).unwrap_err().is_duplicate());
+    assert!(decrypt_message(&a(), &bob, &sent[0], &mut p.rng).unwrap_err().is_duplicate());
+    for i in [1999usize, 2001, 3999] {
+        let d = decrypt_message(&a(), &bob, &sent[i], &mut p.rng).unwrap();
+        assert_eq!(d.plaintext, i.to_string().as_bytes());
+    }
+}
+
+/// A pkmsg naming an unknown signed prekey, or a first pkmsg without registration id, is a
+/// typed error; a pkmsg from a new identity for a known address replaces the session
+/// (trust on first use) and reports the new identity.
+#[test]
+fn prekey_message_edge_cases() {
+    let mut p = established();
+    let other = LocalIdentity::generate(&mut p.rng);
+    let bundle = PreKeyBundle::from_local(&p.bob_identity, &p.signed, None);
+    let (rec, _) = process_bundle(&other, &b(), None, &bundle, &mut p.rng).unwrap();
+    let e = encrypt(&b(), &rec, b"from a new identity").unwrap();
+    let pk = PreKeySignalMessage::decode(&e.ciphertext).unwrap();
+    let wrong_spk = SignedPreKeyRecord::generate(&p.bob_identity, 2, &mut p.rng);
+    let err =
+        decrypt_prekey_message(&p.bob_identity, &a(), Some(&p.bob), &pk, Some(&wrong_spk), None, &mut p.rng)
+            .unwrap_err();
+    assert!(matches!(err, SignalError::SignedPreKeyMissing { id: 1 }));
+    let d =
+        decrypt_prekey_message(&p.bob_identity, &a(), Some(&p.bob), &pk, Some(&p.signed), None, &mut p.rng)
+            .unwrap();
+    assert_eq!(d.plaintext, b"from a new identity");
+    assert!(d.deltas.contains(&SignalDelta::IdentityPut { address: a(), key: other.public_key() }));
+    assert_eq!(d.record.remote_identity(), Some(other.public_key()));
+    assert_eq!(d.record.previous_session_count(), 1);
+    // Strip the registration id: refused when there is no record yet.
+    let mut m = crate::wa::proto::PreKeySignalMessage::decode(&e.ciphertext[1..]).unwrap();
+    m.registration_id = None;
+    let mut bytes = vec![VERSION_BYTE];
+    bytes.extend(prost::Message::encode_to_vec(&m));
+    let pk = PreKeySignalMessage::decode(&bytes).unwrap();
+    let err = decrypt_prekey_message(&p.bob_identity, &a(), None, &pk, Some(&p.signed), None, &mut p.rng)
+        .unwrap_err();
+    assert!(matches!(err, SignalError::MissingField { field: "registration_id", .. }));
 }
