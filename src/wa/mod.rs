@@ -8,3 +8,4 @@ pub mod jid;
 pub mod noise;
 pub mod pair;
 pub mod proto;
+pub mod signal;

@@ -23,4 +23,5 @@ pub use handshake::{
     ClientFinished, ClientHandshake, ExpectClientFinish, ExpectClientHello, ExpectServerHello,
     HandshakeError, ReceivedServerHello, SendClientFinish, ServerFinished, ServerHandshake,
 };
+pub(crate) use keys::ct_eq;
 pub use keys::{KEY_LEN, KeyPair, PrivateKey};
