@@ -55,6 +55,10 @@ pub struct RunArgs {
     /// Tenant lease time-to-live in seconds (renewed every third of it).
     #[arg(long, env = "STAYLINKED_LEASE_TTL", default_value_t = 30.0)]
     pub lease_ttl: f64,
+    /// While another process holds a tenant's lease, check again this often (seconds, plus
+    /// jitter) so a released lease is taken over quickly; an expiring one is retried at expiry.
+    #[arg(long, env = "STAYLINKED_HELD_RETRY", default_value_t = 5.0)]
+    pub held_retry: f64,
     /// Cold-start connect stagger per tenant in milliseconds (plus the same again as random
     /// jitter), so a thousand tenants do not dogpile the server.
     #[arg(long, env = "STAYLINKED_CONNECT_STAGGER_MS", default_value_t = 25)]
@@ -117,6 +121,8 @@ pub struct Config {
     pub hydrate_concurrency: usize,
     /// Lease TTL.
     pub lease_ttl: Duration,
+    /// Re-check interval for leases held elsewhere.
+    pub held_retry: Duration,
     /// Connect stagger per tenant.
     pub connect_stagger: Duration,
     /// Keepalive interval.
@@ -210,6 +216,7 @@ impl Config {
             holder_id: a.holder_id.clone().filter(|h| !h.is_empty()).unwrap_or_else(default_holder_id),
             hydrate_concurrency: a.hydrate_concurrency,
             lease_ttl: secs("STAYLINKED_LEASE_TTL", a.lease_ttl)?,
+            held_retry: secs("STAYLINKED_HELD_RETRY", a.held_retry)?,
             connect_stagger: Duration::from_millis(a.connect_stagger_ms),
             keepalive: secs("STAYLINKED_KEEPALIVE", a.keepalive)?,
         })
@@ -229,6 +236,7 @@ impl Config {
             holder_id: holder_id.to_owned(),
             hydrate_concurrency: 16,
             lease_ttl: Duration::from_secs(30),
+            held_retry: Duration::from_millis(250),
             connect_stagger: Duration::from_millis(5),
             keepalive: KEEPALIVE_INTERVAL,
         }

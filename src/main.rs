@@ -10,7 +10,20 @@ use staylinked::config::{Config, LogFormat, RunArgs};
 ///
 /// Without a subcommand, runs the gateway (`run`). Every flag mirrors an environment variable.
 #[derive(Debug, Parser)]
-#[command(name = "staylinked", version, about, long_about = None, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "staylinked",
+    version,
+    about,
+    long_about = None,
+    args_conflicts_with_subcommands = true,
+    after_help = "Other environment variables:\n  \
+      RUST_LOG                        log filter (default info), e.g. staylinked=debug\n  \
+      GOOGLE_CLOUD_PROJECT            Firestore project (selects the firestore store by default)\n  \
+      FIRESTORE_EMULATOR_HOST         host:port of a Firestore emulator\n  \
+      STAYLINKED_FIRESTORE_DATABASE   Firestore database id (default \"(default)\")\n  \
+      STAYLINKED_MASTER_KEYS_OLD      comma-separated old master keys (rotation)\n  \
+      STAYLINKED_ALLOW_PLAINTEXT=1    allow Firestore without a master key (not recommended)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -22,7 +35,7 @@ struct Cli {
 enum Command {
     /// Run the gateway (default): hydrate every tenant, reconnect linked ones without QR, serve
     /// the HTTP API; SIGTERM/SIGINT flush and exit 0 within the shutdown deadline.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Zero-setup demo: in-process simulator + embedded store in a temp dir, 3 tenants linked by
     /// QR, two restarts (graceful, then a crash); prints a table. Exits non-zero if an
     /// invariant broke.

@@ -188,9 +188,10 @@ impl Actor {
                 Ok(Acquired::Elsewhere { holder, expires_at_ms }) => {
                     fresh = false;
                     let wait_ms = expires_at_ms.saturating_sub(clock::unix_ms());
-                    let jitter = rand::thread_rng().gen_range(0..250);
-                    let wait = Duration::from_millis(wait_ms + jitter)
-                        .clamp(Duration::from_millis(500), self.ctx.config.lease_ttl);
+                    let jitter = rand::thread_rng().gen_range(0..=clock::ms(self.ctx.config.held_retry) / 4);
+                    let wait = (Duration::from_millis(wait_ms).min(self.ctx.config.held_retry)
+                        + Duration::from_millis(jitter))
+                    .min(self.ctx.config.lease_ttl);
                     self.view.send_modify(|v| {
                         v.state = TenantState::HeldElsewhere;
                         v.lease_holder = Some(holder.clone());

@@ -5,6 +5,10 @@
 // test binary need them too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
+mod api_routes;
+mod host_lifecycle;
+mod host_process;
+mod host_util;
 mod sim_pairing;
 mod store_conformance;
 mod store_wrappers;
