@@ -99,7 +99,7 @@ impl Actor {
                                 }
                                 Err(e) if e.is_fenced() => {
                                     tracing::warn!(error = %e, "commit fenced: lease lost");
-                                    guard.lost().cancel();
+                                    guard.mark_lost();
                                     let _ = ws.close(None).await;
                                     return ConnEnd::LeaseLost;
                                 }
@@ -200,22 +200,25 @@ impl Actor {
                 };
                 let _ = reply.send(r);
             }
-            TenantCommand::Logout { reply } => {
-                if self.creds.is_none() {
-                    let _ = reply.send(Err(CommandError::NotLinked));
-                    return;
-                }
-                // The connection ends with LocalLogout; keys are cleared by the policy step.
-                client.logout(clock::now());
-                let _ = reply.send(Ok(()));
+            TenantCommand::Logout { reply } | TenantCommand::Delete { reply } if self.creds.is_none() => {
+                let _ = reply.send(Err(CommandError::NotLinked));
             }
-            TenantCommand::Delete { reply } => {
-                if self.creds.is_none() {
-                    let _ = reply.send(Err(CommandError::NotLinked));
-                    return;
+            cmd @ (TenantCommand::Logout { .. } | TenantCommand::Delete { .. }) => {
+                let reply = match cmd {
+                    TenantCommand::Delete { reply } => {
+                        self.delete_requested = true;
+                        reply
+                    }
+                    TenantCommand::Logout { reply } | TenantCommand::Link { reply, .. } => reply,
+                };
+                // The connection ends with LocalLogout; keys are cleared by the policy step. Not
+                // logged in yet: log out as soon as it is (a local-only close would leave the
+                // device on the phone).
+                if client.is_logged_in() {
+                    client.logout(clock::now());
+                } else {
+                    self.logout_requested = true;
                 }
-                self.delete_requested = true;
-                client.logout(clock::now());
                 let _ = reply.send(Ok(()));
             }
         }
@@ -275,6 +278,9 @@ impl Actor {
                     v.last_connected_at = Some(clock::rfc3339(now));
                 });
                 self.set_state(TenantState::Connected, None).await;
+                if self.logout_requested {
+                    client.logout(clock::now());
+                }
             }
             Event::Ready { offline } => tracing::debug!(offline, "ready"),
         }

@@ -39,6 +39,7 @@ pub struct LeaseGuard {
     lost: CancellationToken,
     stop: CancellationToken,
     store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
 }
 
 /// Acquires `tenant`'s lease for `holder` and starts renewing it every `ttl / 3`.
@@ -62,6 +63,7 @@ pub async fn acquire(ctx: &Ctx, tenant: &TenantId) -> Result<Acquired, StoreErro
         lost: CancellationToken::new(),
         stop: CancellationToken::new(),
         store: Arc::clone(store),
+        metrics: Arc::clone(&ctx.metrics),
     };
     ctx.spawn(renew_loop(
         Arc::clone(store),
@@ -99,8 +101,7 @@ async fn renew_loop(
             }
             Err(e) if e.is_fenced() => {
                 tracing::warn!(tenant_id = %tenant, epoch = lease.epoch, error = %e, "lease lost");
-                metrics.count_lease_loss();
-                lost.cancel();
+                signal_loss(&lost, &metrics);
                 return;
             }
             Err(e) => {
@@ -108,8 +109,7 @@ async fn renew_loop(
                 // before another process can take it over.
                 if last_ok.elapsed() + every >= ttl {
                     tracing::warn!(tenant_id = %tenant, error = %e, "lease could not be renewed before expiry");
-                    metrics.count_lease_loss();
-                    lost.cancel();
+                    signal_loss(&lost, &metrics);
                     return;
                 }
                 tracing::warn!(tenant_id = %tenant, error = %e, "lease renewal failed; retrying");
@@ -119,7 +119,20 @@ async fn renew_loop(
     }
 }
 
+/// Cancels `lost` and counts the loss once, whoever notices it first.
+fn signal_loss(lost: &CancellationToken, metrics: &Metrics) {
+    if !lost.is_cancelled() {
+        metrics.count_lease_loss();
+        lost.cancel();
+    }
+}
+
 impl LeaseGuard {
+    /// Marks the lease lost (a fenced commit proved another holder took over).
+    pub fn mark_lost(&self) {
+        signal_loss(&self.lost, &self.metrics);
+    }
+
     /// The fencing token every commit under this lease carries.
     pub fn fence(&self) -> FencingToken {
         self.lease.fence()
@@ -144,7 +157,7 @@ impl LeaseGuard {
         match self.store.renew_lease(&self.tenant, &self.lease, self.ttl).await {
             Ok(_) => Ok(true),
             Err(e) if e.is_fenced() => {
-                self.lost.cancel();
+                self.mark_lost();
                 Ok(false)
             }
             Err(e) => Err(e),

@@ -130,13 +130,14 @@ impl Registry {
         }
         let status = TenantStatus { updated_at: clock::unix_ms(), ..TenantStatus::default() };
         self.ctx.store.write_status(&id, &status).await.map_err(CreateError::Store)?;
+        // Check, spawn and insert under one lock: exactly one actor per tenant, even when
+        // cold-start hydration finds the status doc we just wrote.
+        let mut map = self.tenants.lock().map_err(|_| CreateError::ShuttingDown)?;
+        if let Some(existing) = map.get(&id) {
+            return Ok(existing.view.borrow().clone());
+        }
         let handle = tenant::spawn(&self.ctx, id.clone(), Initial::Created { webhook_url }, Duration::ZERO);
         let view = handle.view.borrow().clone();
-        let mut map = self.tenants.lock().map_err(|_| CreateError::ShuttingDown)?;
-        if map.contains_key(&id) {
-            handle.cancel.cancel();
-            return Err(CreateError::Exists);
-        }
         map.insert(id, handle);
         Ok(view)
     }
@@ -158,12 +159,12 @@ impl Registry {
         }
     }
 
-    fn insert_hydrated(&self, id: TenantId, handle: TenantHandle) {
-        if let Ok(mut m) = self.tenants.lock() {
-            if m.contains_key(&id) {
-                handle.cancel.cancel();
-                return;
-            }
+    /// Starts the actor of a hydrated tenant unless one already runs (created meanwhile).
+    fn start_hydrated(&self, id: TenantId, initial: Initial, delay: Duration) {
+        if let Ok(mut m) = self.tenants.lock()
+            && !m.contains_key(&id)
+        {
+            let handle = tenant::spawn(&self.ctx, id.clone(), initial, delay);
             m.insert(id, handle);
         }
     }
@@ -331,8 +332,7 @@ async fn hydrate(registry: Arc<Registry>) {
         } else {
             Duration::ZERO
         };
-        let handle = tenant::spawn(&ctx, id.clone(), initial, delay);
-        registry.insert_hydrated(id, handle);
+        registry.start_hydrated(id, initial, delay);
     }
     ctx.metrics.set_hydration(started.elapsed());
     registry.ready.store(true, Ordering::SeqCst);

@@ -108,6 +108,7 @@ pub(crate) fn spawn(ctx: &Arc<Ctx>, id: TenantId, initial: Initial, start_delay:
         history: History::default(),
         logged_in_before: false,
         delete_requested: false,
+        logout_requested: false,
     };
     let span = tracing::info_span!("tenant", tenant_id = %id);
     ctx.spawn(actor.run(start_delay).instrument(span));
@@ -141,6 +142,19 @@ pub(super) struct Actor {
     pub(super) history: History,
     pub(super) logged_in_before: bool,
     pub(super) delete_requested: bool,
+    /// Log out on the server as soon as the connection is logged in.
+    pub(super) logout_requested: bool,
+}
+
+/// What a command served during a wait asks of the waiter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wake {
+    /// Keep waiting.
+    Stay,
+    /// Connect now (a link or a server-side logout was requested).
+    Reconnect,
+    /// Stop waiting (keys were cleared locally).
+    Stop,
 }
 
 impl Actor {
@@ -153,7 +167,7 @@ impl Actor {
         }
         let mut fresh = true;
         loop {
-            if self.cancel.is_cancelled() || self.delete_requested {
+            if self.cancel.is_cancelled() || (self.delete_requested && self.creds.is_none()) {
                 return;
             }
             let wants = !self.failed && (self.creds.is_some() || self.link.is_some());
@@ -176,7 +190,12 @@ impl Actor {
                     if let Err(e) = guard.release().await {
                         tracing::warn!(error = %e, "lease release failed; it will expire");
                     }
-                    self.view.send_modify(|v| v.lease_epoch = None);
+                    self.view.send_modify(|v| {
+                        v.lease_epoch = None;
+                        if lost {
+                            v.lease_holder = None;
+                        }
+                    });
                     match end {
                         SessionEnd::Shutdown => return,
                         SessionEnd::LeaseLost | SessionEnd::Idle if lost => {
@@ -278,11 +297,6 @@ impl Actor {
                     reason
                 }
             };
-            if self.delete_requested && !reason.is_logged_out() {
-                // Delete while not connected: clear locally.
-                self.clear_keys(guard, TenantState::LoggedOut, "deleted").await;
-                return SessionEnd::Idle;
-            }
             self.record_disconnect(&reason).await;
             let action = policy::decide(&reason, &self.history, jitter());
             tracing::info!(code = reason.code(), reason = %reason_text(&reason), action = ?action, "connection ended");
@@ -369,11 +383,11 @@ impl Actor {
                 () = guard.lost().cancelled() => return false,
                 () = tokio::time::sleep_until(until) => break,
                 cmd = self.commands.recv() => match cmd {
-                    Some(c) => {
-                        if self.offline_command(Some(guard), c).await {
-                            return false;
-                        }
-                    }
+                    Some(c) => match self.offline_command(Some(guard), c).await {
+                        Wake::Stay => {}
+                        Wake::Reconnect => break,
+                        Wake::Stop => return false,
+                    },
                     None => return false,
                 },
             }
@@ -390,7 +404,7 @@ impl Actor {
         tokio::select! {
             () = self.cancel.cancelled() => false,
             cmd = self.commands.recv() => match cmd {
-                Some(c) => { self.offline_command(None, c).await; true }
+                Some(c) => { let _ = self.offline_command(None, c).await; true }
                 None => false,
             },
         }
@@ -404,16 +418,15 @@ impl Actor {
                 () = self.cancel.cancelled() => return false,
                 () = tokio::time::sleep_until(until) => return true,
                 cmd = self.commands.recv() => match cmd {
-                    Some(c) => { self.offline_command(None, c).await; }
+                    Some(c) => if self.offline_command(None, c).await != Wake::Stay { return true },
                     None => return false,
                 },
             }
         }
     }
 
-    /// Serves a command while no connection is live. True when the current wait must end
-    /// (keys cleared, deleted).
-    async fn offline_command(&mut self, guard: Option<&LeaseGuard>, cmd: TenantCommand) -> bool {
+    /// Serves a command while no connection is live.
+    async fn offline_command(&mut self, guard: Option<&LeaseGuard>, cmd: TenantCommand) -> Wake {
         match cmd {
             TenantCommand::Link { method, reply } => {
                 let r = if self.creds.is_some() {
@@ -427,23 +440,43 @@ impl Actor {
                     self.set_state(TenantState::Linking, None).await;
                     Ok(())
                 };
+                let ok = r.is_ok();
                 let _ = reply.send(r);
-                false
+                if ok { Wake::Reconnect } else { Wake::Stay }
             }
             TenantCommand::Logout { reply } | TenantCommand::Delete { reply } if self.creds.is_none() => {
                 let _ = reply.send(Err(CommandError::NotLinked));
-                false
+                Wake::Stay
+            }
+            TenantCommand::Logout { reply } | TenantCommand::Delete { reply }
+                if self.view.borrow().state == TenantState::HeldElsewhere =>
+            {
+                let holder = self.view.borrow().lease_holder.clone().unwrap_or_default();
+                let _ = reply.send(Err(CommandError::LeaseHeld { holder }));
+                Wake::Stay
+            }
+            cmd @ (TenantCommand::Logout { .. } | TenantCommand::Delete { .. }) if !self.failed => {
+                // Log out on the server (so the phone drops the device): connect, and the
+                // connection logs out as soon as it is logged in.
+                self.logout_requested = true;
+                if let TenantCommand::Delete { reply } = cmd {
+                    self.delete_requested = true;
+                    let _ = reply.send(Ok(()));
+                } else if let TenantCommand::Logout { reply } = cmd {
+                    let _ = reply.send(Ok(()));
+                }
+                Wake::Reconnect
             }
             TenantCommand::Logout { reply } => {
                 let r = self.clear_keys_offline(guard, "logged out on request").await;
                 let _ = reply.send(r);
-                true
+                Wake::Stop
             }
             TenantCommand::Delete { reply } => {
                 let r = self.clear_keys_offline(guard, "deleted").await;
                 self.delete_requested = r.is_ok();
                 let _ = reply.send(r);
-                true
+                Wake::Stop
             }
         }
     }
@@ -489,6 +522,7 @@ impl Actor {
         }
         self.creds = None;
         self.link = None;
+        self.logout_requested = false;
         self.view.send_modify(|v| {
             v.me = None;
             v.qr = None;

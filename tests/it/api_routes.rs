@@ -105,12 +105,28 @@ async fn error_codes_and_link_flow() {
     assert!(m.contains("staylinked_commit_seconds_count"));
 
     // Delete logs out first (the phone no longer lists the device), then the tenant is gone.
+    let h = host.registry().get(&tid("acme")).unwrap();
+    let mut views = h.view.clone();
+    let watch = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while views.changed().await.is_ok() {
+            let v = views.borrow().clone();
+            seen.push(format!("{}:{:?}:{:?}", v.state.as_str(), v.last_disconnect.map(|d| d.code), v.error));
+        }
+        seen
+    });
     let r = call("DELETE", "/v1/tenants/acme".into(), None).await;
     assert_eq!(r.status, 200);
-    poll("device unlinked", || async {
-        (staylinked::demo::devices_on_phone(&sim, "15550009999").await.unwrap() == 0).then_some(())
+    let unlinked = tokio::time::timeout(WAIT, async {
+        while staylinked::demo::devices_on_phone(&sim, "15550009999").await.unwrap() != 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     })
     .await;
+    if unlinked.is_err() {
+        watch.abort();
+        panic!("device still linked; tenant went through {:?}", watch.await);
+    }
     let r = call("GET", "/v1/tenants/acme".into(), None).await;
     assert_eq!((r.status, r.code().as_str()), (404, "tenant_not_found"));
     host.shutdown().await;

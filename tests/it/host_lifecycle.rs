@@ -267,3 +267,74 @@ async fn health_and_status_reads_never_connect() {
     assert_eq!(host.registry().get(&tid("idle")).unwrap().view.borrow().state, TenantState::Unlinked);
     host.shutdown().await;
 }
+
+/// Invariant 2: when another holder takes the lease over (ours expired in store time), the
+/// tenant closes its socket at once, shows `held_elsewhere` with the new holder, and the lease
+/// loss is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_taken_over_closes_the_socket() {
+    use staylinked::store::ManualClock;
+    use staylinked::store::crypt::{Keyring, MasterKey};
+    use staylinked::store::memory::MemoryStore;
+
+    let sim = sim().await;
+    let clock = ManualClock::new(staylinked::host::clock::unix_ms());
+    let ring = Arc::new(Keyring::new(&MasterKey::generate(), &[]));
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new(ring, Arc::new(clock.clone())));
+    let mut cfg = config(&sim, "h1");
+    cfg.lease_ttl = Duration::from_millis(600);
+    let host = staylinked::host::Host::start(cfg, Arc::clone(&store)).await.unwrap();
+    let (id, ph) = link_n(&host, &sim, "steal", 1).await.remove(0);
+    let mut stolen = false;
+    for _ in 0..50 {
+        clock.advance(Duration::from_secs(5));
+        if store.acquire_lease(&id, "intruder", Duration::from_secs(3600)).await.is_ok() {
+            stolen = true;
+            break;
+        }
+    }
+    assert!(stolen, "the expired lease could be taken over");
+    staylinked::demo::wait_view(host.registry(), &id, "held by intruder", WAIT, |v| {
+        v.state == TenantState::HeldElsewhere && v.lease_holder.as_deref() == Some("intruder")
+    })
+    .await
+    .unwrap();
+    poll("socket closed", || {
+        let ph = ph.clone();
+        let sim = &sim;
+        async move {
+            let d = sim.with_sim(move |s, _| s.devices(&ph)).await.unwrap().unwrap();
+            d.iter().all(|d| !d.online).then_some(())
+        }
+    })
+    .await;
+    let m = http(host.api_addr(), "GET", "/metrics", None, &[]).await;
+    let m = String::from_utf8_lossy(&m.body).to_string();
+    assert!(m.contains("staylinked_lease_losses_total 1"), "{m}");
+    assert_eq!(stats(&sim).await.replaced, 0);
+    host.shutdown().await;
+}
+
+/// Invariant 4 watchdog: a socket that stops answering pings is treated as dead (408) and
+/// replaced by a new connection without QR.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_socket_is_replaced() {
+    let sim = sim().await;
+    let store = mem_store();
+    let mut cfg = config(&sim, "h1");
+    cfg.keepalive = Duration::from_secs(1);
+    let host = staylinked::host::Host::start(cfg, Arc::clone(&store)).await.unwrap();
+    let (id, ph) = link_n(&host, &sim, "mute", 1).await.remove(0);
+    let jid = format!("{ph}:1@s.whatsapp.net");
+    sim.with_sim(move |s, now| s.inject_fault(now, &jid, Fault::MutePongs)).await.unwrap().unwrap();
+    let v = staylinked::demo::wait_view(host.registry(), &id, "408 then connected", WAIT, |v| {
+        v.state == TenantState::Connected
+            && v.reconnects >= 1
+            && v.last_disconnect.as_ref().is_some_and(|d| d.code == 408)
+    })
+    .await
+    .unwrap();
+    assert!(v.reconnects >= 1 && v.qr.is_none());
+    assert_eq!(stats(&sim).await.pairings, 1);
+    host.shutdown().await;
+}
