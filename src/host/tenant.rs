@@ -84,8 +84,11 @@ pub(crate) fn spawn(ctx: &Arc<Ctx>, id: TenantId, initial: Initial, start_delay:
         reason: d.reason.clone(),
         at: clock::rfc3339(d.at),
     });
+    // A banned account is not retried on every restart: it waits for an operator.
+    let banned = status.state == crate::store::model::LinkState::Banned;
     view.state = match (&fail, &creds) {
         (Some(_), _) => TenantState::Error,
+        (None, Some(_)) if banned => TenantState::Banned,
         (None, Some(_)) => TenantState::Connecting,
         (None, None) => match status.state {
             crate::store::model::LinkState::LoggedOut => TenantState::LoggedOut,
@@ -94,12 +97,13 @@ pub(crate) fn spawn(ctx: &Arc<Ctx>, id: TenantId, initial: Initial, start_delay:
         },
     };
     view.error.clone_from(&fail);
+    let failed = fail.is_some() || (banned && creds.is_some());
     let (view_tx, view_rx) = watch::channel(view);
     let actor = Actor {
         ctx: Arc::clone(ctx),
         id: id.clone(),
         creds,
-        failed: fail.is_some(),
+        failed,
         link: None,
         status,
         view: view_tx,

@@ -131,3 +131,28 @@ async fn error_codes_and_link_flow() {
     assert_eq!((r.status, r.code().as_str()), (404, "tenant_not_found"));
     host.shutdown().await;
 }
+
+/// Linking by pair code through the API: the code appears on `/pair-code`, the phone enters
+/// it, the tenant connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_by_pair_code() {
+    let sim = sim().await;
+    let host = keyed_host(&sim).await;
+    let a = host.api_addr();
+    let k = [("X-API-Key", KEY)];
+    sim.with_sim(|s, _| s.add_phone("15550008888", "x")).await.unwrap().unwrap();
+    assert_eq!(http(a, "POST", "/v1/tenants", Some(r#"{"id":"coded"}"#), &k).await.status, 201);
+    let r =
+        http(a, "POST", "/v1/tenants/coded/link", Some(r#"{"method":"code","phone":"+1 555 000 8888"}"#), &k)
+            .await;
+    assert_eq!(r.status, 202, "{:?}", r.json());
+    let code = poll("pair code", || async {
+        let r = http(a, "GET", "/v1/tenants/coded/pair-code", None, &k).await;
+        (r.status == 200).then(|| r.json()["code"].as_str().unwrap().to_owned())
+    })
+    .await;
+    sim.with_sim(move |s, now| s.enter_link_code(now, "15550008888", &code)).await.unwrap().unwrap();
+    wait_state(&host, &tid("coded"), TenantState::Connected).await;
+    assert_eq!(staylinked::demo::devices_on_phone(&sim, "15550008888").await.unwrap(), 1);
+    host.shutdown().await;
+}

@@ -338,3 +338,36 @@ async fn silent_socket_is_replaced() {
     assert_eq!(stats(&sim).await.pairings, 1);
     host.shutdown().await;
 }
+
+/// Cold start with one tenant whose stored creds do not decrypt: that tenant is `error` with the
+/// reason and is never re-paired; the others reconnect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_tenant_is_error_and_others_proceed() {
+    use staylinked::store::TestHooks as _;
+    use staylinked::store::crypt::{Keyring, MasterKey};
+    use staylinked::store::memory::MemoryStore;
+
+    let sim = sim().await;
+    let mem = Arc::new(MemoryStore::new(
+        Arc::new(Keyring::new(&MasterKey::generate(), &[])),
+        Arc::new(staylinked::store::SystemClock),
+    ));
+    let store: Arc<dyn Store> = mem.clone();
+    let host = start(&sim, &store, "h1").await;
+    let tenants = link_n(&host, &sim, "bad", 2).await;
+    host.shutdown().await;
+    mem.corrupt_creds(&tenants[0].0).await.unwrap();
+    let host = start(&sim, &store, "h1").await;
+    wait_state(&host, &tenants[1].0, TenantState::Connected).await;
+    let v = wait_state(&host, &tenants[0].0, TenantState::Error).await;
+    assert!(v.error.as_deref().is_some_and(|e| e.contains("failed to load")), "{v:?}");
+    assert!(v.qr.is_none());
+    let ready = poll("readyz", || async {
+        let r = http(host.api_addr(), "GET", "/readyz", None, &[]).await;
+        (r.status == 200).then(|| r.json())
+    })
+    .await;
+    assert_eq!((ready["hydrated"].as_u64(), ready["failed"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(stats(&sim).await.pairings, 2, "nothing re-paired");
+    host.shutdown().await;
+}
