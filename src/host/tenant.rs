@@ -113,6 +113,7 @@ pub(crate) fn spawn(ctx: &Arc<Ctx>, id: TenantId, initial: Initial, start_delay:
         logged_in_before: false,
         delete_requested: false,
         logout_requested: false,
+        conn_seq: 0,
     };
     let span = tracing::info_span!("tenant", tenant_id = %id);
     ctx.spawn(actor.run(start_delay).instrument(span));
@@ -148,6 +149,8 @@ pub(super) struct Actor {
     pub(super) delete_requested: bool,
     /// Log out on the server as soon as the connection is logged in.
     pub(super) logout_requested: bool,
+    /// Connection counter (the `conn_id` span field).
+    pub(super) conn_seq: u64,
 }
 
 /// What a command served during a wait asks of the waiter.
@@ -289,7 +292,9 @@ impl Actor {
             };
             let state = if linking { TenantState::Linking } else { TenantState::Connecting };
             self.set_state(state, None).await;
-            let end = self.connect_once(guard, creds).await;
+            self.conn_seq = self.conn_seq.wrapping_add(1);
+            let span = tracing::info_span!("conn", conn_id = self.conn_seq, attempt = self.history.attempt);
+            let end = self.connect_once(guard, creds).instrument(span).await;
             let reason = match end {
                 ConnEnd::Shutdown => return SessionEnd::Shutdown,
                 ConnEnd::LeaseLost => {

@@ -371,3 +371,45 @@ async fn corrupt_tenant_is_error_and_others_proceed() {
     assert_eq!(stats(&sim).await.pairings, 2, "nothing re-paired");
     host.shutdown().await;
 }
+
+/// Invariants 2 and 3 on the Firestore emulator: two hosts on one Firestore project connect
+/// each tenant exactly once (the second takes over after the first shuts down), and a cold
+/// start reconnects everything without new pairings. Skips loudly without an emulator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn firestore_two_hosts_and_cold_start() {
+    use staylinked::store::crypt::{Keyring, MasterKey};
+    use staylinked::store::firestore::{FirestoreOptions, FirestoreStore};
+
+    if crate::store_conformance::emulator().is_none() {
+        return;
+    }
+    let sim = sim().await;
+    let ring = Arc::new(Keyring::new(&MasterKey::generate(), &[]));
+    let fs = FirestoreStore::connect(
+        FirestoreOptions::new(crate::store_conformance::unique_project()),
+        ring,
+        Arc::new(staylinked::store::SystemClock),
+    )
+    .await
+    .unwrap();
+    let store: Arc<dyn Store> = Arc::new(fs);
+    let a = start(&sim, &store, "fs-a").await;
+    let tenants = link_n(&a, &sim, "fs", 2).await;
+    let b = start(&sim, &store, "fs-b").await;
+    for (id, _) in &tenants {
+        let v = wait_state(&b, id, TenantState::HeldElsewhere).await;
+        assert_eq!(v.lease_holder.as_deref(), Some("fs-a"));
+    }
+    a.shutdown().await;
+    for (id, _) in &tenants {
+        wait_state(&b, id, TenantState::Connected).await;
+    }
+    b.shutdown().await;
+    let c = start(&sim, &store, "fs-c").await;
+    for (id, _) in &tenants {
+        wait_state(&c, id, TenantState::Connected).await;
+    }
+    let s = stats(&sim).await;
+    assert_eq!((s.pairings, s.replaced), (2, 0), "{s:?}");
+    c.shutdown().await;
+}
