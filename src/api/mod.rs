@@ -38,6 +38,7 @@ pub fn router(registry: Arc<Registry>) -> Router {
         .route("/metrics", get(routes::metrics))
         .merge(v1)
         .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(middleware::from_fn(request_span))
         .with_state(registry)
 }

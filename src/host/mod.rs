@@ -102,6 +102,14 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, HostError> {
         (StoreConfig::Memory, Some(ring)) => {
             Ok(Arc::new(store::memory::MemoryStore::new(Arc::new(ring), clock)))
         }
+        (StoreConfig::Firestore { project, database }, Some(ring)) => {
+            let opts =
+                store::firestore::FirestoreOptions::new(project.clone()).with_database(database.clone());
+            let s = store::firestore::FirestoreStore::connect(opts, Arc::new(ring), clock)
+                .await
+                .map_err(HostError::Store)?;
+            Ok(Arc::new(s))
+        }
         (cfg, _) => store::open(cfg).await.map_err(HostError::Store),
     }
 }

@@ -73,6 +73,8 @@ async fn error_codes_and_link_flow() {
     assert_eq!((r.status, r.code().as_str()), (400, "invalid_body"));
     let r = call("GET", "/v1/nothing".into(), None).await;
     assert_eq!((r.status, r.code().as_str()), (404, "route_not_found"));
+    let r = call("PUT", "/v1/tenants/acme".into(), None).await;
+    assert_eq!((r.status, r.code().as_str()), (405, "method_not_allowed"));
 
     // Link by QR through the API; the simulated phone scans the JSON QR.
     let r = call("POST", "/v1/tenants/acme/link".into(), Some(r#"{"method":"qr"}"#)).await;
