@@ -46,7 +46,8 @@ pub struct RunArgs {
     /// Shutdown deadline on SIGTERM/SIGINT, in seconds (keep it below the platform's grace).
     #[arg(long, env = "STAYLINKED_SHUTDOWN_DEADLINE", default_value_t = 8.0)]
     pub shutdown_deadline: f64,
-    /// Lease holder id of this process. Default: hostname + pid.
+    /// Lease holder id of this process. Default: hostname + pid + a random nonce (unique per
+    /// process, so a restarted instance waits for the old lease to be released or expire).
     #[arg(long, env = "STAYLINKED_HOLDER_ID")]
     pub holder_id: Option<String>,
     /// Tenants hydrated concurrently at cold start.
@@ -155,7 +156,9 @@ pub fn parse_root_key(text: &str) -> Result<[u8; 32], ConfigError> {
     Ok(out)
 }
 
-/// `hostname-pid`, the default lease holder id.
+/// `hostname-pid-nonce`, the default lease holder id. The random nonce matters in containers,
+/// where pid 1 and a reused hostname would otherwise give a new instance the old one's
+/// identity during a deploy overlap (and let it re-acquire a lease that is still live).
 pub fn default_holder_id() -> String {
     let host = std::fs::read_to_string("/etc/hostname")
         .ok()
@@ -163,7 +166,8 @@ pub fn default_holder_id() -> String {
         .filter(|h| !h.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "staylinked".to_owned());
-    format!("{host}-{}", std::process::id())
+    let nonce: u32 = rand::Rng::r#gen(&mut rand::rngs::OsRng);
+    format!("{host}-{}-{nonce:08x}", std::process::id())
 }
 
 impl Config {
@@ -255,5 +259,12 @@ mod tests {
         assert!(parse_root_key("abc").is_err());
         assert!(parse_root_key(&"zz".repeat(32)).is_err());
         assert!(parse_root_key(&"é".repeat(32)).is_err());
+    }
+
+    /// Two processes on one host (or two containers with pid 1 and one hostname) never share a
+    /// default holder id.
+    #[test]
+    fn default_holder_ids_are_unique() {
+        assert_ne!(default_holder_id(), default_holder_id());
     }
 }
