@@ -1,6 +1,6 @@
 //! The one place where the protocol core's persistence types meet the store's: converts
 //! [`wa::client::Creds`](crate::wa::client::Creds) / [`wa::client::Delta`](crate::wa::client::Delta)
-//! to and from [`store::Creds`](crate::store::Creds) / [`store::DeltaBatch`](crate::store::DeltaBatch),
+//! to and from [`store::Creds`] / [`store::DeltaBatch`],
 //! and commits each delta with the tenant's fencing token ([`StorePersister`], which also
 //! implements [`conn::Persister`](crate::conn::Persister)).
 //!

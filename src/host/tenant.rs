@@ -218,6 +218,8 @@ impl Actor {
                     let wait = (Duration::from_millis(wait_ms).min(self.ctx.config.held_retry)
                         + Duration::from_millis(jitter))
                     .min(self.ctx.config.lease_ttl);
+                    let first = self.view.borrow().state != TenantState::HeldElsewhere
+                        || self.view.borrow().lease_holder.as_deref() != Some(holder.as_str());
                     self.view.send_modify(|v| {
                         v.state = TenantState::HeldElsewhere;
                         v.lease_holder = Some(holder.clone());
@@ -225,7 +227,9 @@ impl Actor {
                         v.retry_in_ms = Some(clock::ms(wait));
                         v.retry_at = Some(clock::rfc3339(clock::unix_ms() + clock::ms(wait)));
                     });
-                    tracing::info!(holder = %holder, "lease held elsewhere; not connecting");
+                    if first {
+                        tracing::info!(holder = %holder, "lease held elsewhere; not connecting");
+                    }
                     if !self.wait(wait).await {
                         return;
                     }
@@ -337,7 +341,14 @@ impl Actor {
                     self.clear_keys(guard, TenantState::LoggedOut, why).await;
                     return SessionEnd::Idle;
                 }
-                Action::Banned(_) => {
+                Action::Banned(Some(until)) => {
+                    // A temporary ban says when it ends: wait it out in state `banned`, once.
+                    let why = Some(format!("{} for {} s", reason_text(&reason), until.as_secs()));
+                    if !self.state_wait(guard, TenantState::Banned, until, why).await {
+                        return self.wait_end(guard);
+                    }
+                }
+                Action::Banned(None) => {
                     self.set_state(TenantState::Banned, Some(reason_text(&reason))).await;
                     self.creds_banned();
                     return SessionEnd::Idle;
@@ -380,11 +391,23 @@ impl Actor {
     /// Waits in state `backoff`; commands are served meanwhile. False: shutdown, lease lost or
     /// the tenant was logged out/deleted meanwhile.
     async fn backoff_wait(&mut self, guard: &LeaseGuard, d: Duration, why: Option<String>) -> bool {
+        self.state_wait(guard, TenantState::Backoff, d, why).await
+    }
+
+    /// Waits `d` in `state` (with `retry_at` shown) while serving commands; see
+    /// [`Self::backoff_wait`].
+    async fn state_wait(
+        &mut self,
+        guard: &LeaseGuard,
+        state: TenantState,
+        d: Duration,
+        why: Option<String>,
+    ) -> bool {
         self.view.send_modify(|v| {
             v.retry_in_ms = Some(clock::ms(d));
             v.retry_at = Some(clock::rfc3339(clock::unix_ms() + clock::ms(d)));
         });
-        self.set_state(TenantState::Backoff, why).await;
+        self.set_state(state, why).await;
         let until = tokio::time::Instant::now() + d;
         loop {
             tokio::select! {

@@ -153,7 +153,21 @@ async fn link_by_pair_code() {
         (r.status == 200).then(|| r.json()["code"].as_str().unwrap().to_owned())
     })
     .await;
-    sim.with_sim(move |s, now| s.enter_link_code(now, "15550008888", &code)).await.unwrap().unwrap();
+    // The code is shown as soon as our request is on the wire; the simulator may not have read
+    // it yet, so the phone retries until the request is pending there.
+    poll("phone enters the code", || {
+        let code = code.clone();
+        let sim = &sim;
+        async move {
+            let r = sim.with_sim(move |s, now| s.enter_link_code(now, "15550008888", &code)).await.unwrap();
+            match r {
+                Ok(_) => Some(()),
+                Err(staylinked::sim::AdminError::NoPendingLinkCode) => None,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    })
+    .await;
     wait_state(&host, &tid("coded"), TenantState::Connected).await;
     assert_eq!(staylinked::demo::devices_on_phone(&sim, "15550008888").await.unwrap(), 1);
     host.shutdown().await;
