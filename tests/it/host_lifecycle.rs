@@ -413,3 +413,48 @@ async fn firestore_two_hosts_and_cold_start() {
     assert_eq!((s.pairings, s.replaced), (2, 0), "{s:?}");
     c.shutdown().await;
 }
+
+/// Invariant 4: 503 from the server → backoff with jitter, then a reconnect without QR.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unavailable_503_backs_off_and_reconnects() {
+    let sim = sim().await;
+    let store = mem_store();
+    let host = start(&sim, &store, "h1").await;
+    let (id, ph) = link_n(&host, &sim, "flaky", 1).await.remove(0);
+    let jid = format!("{ph}:1@s.whatsapp.net");
+    sim.with_sim(move |s, now| s.inject_fault(now, &jid, Fault::Unavailable)).await.unwrap().unwrap();
+    let v = staylinked::demo::wait_view(host.registry(), &id, "reconnected after 503", WAIT, |v| {
+        v.state == TenantState::Connected && v.reconnects >= 1
+    })
+    .await
+    .unwrap();
+    assert_eq!(v.last_disconnect.as_ref().map(|d| d.code), Some(503));
+    assert_eq!(stats(&sim).await.pairings, 1);
+    host.shutdown().await;
+}
+
+/// Invariant 4: 403 (banned) → state `banned`, no reconnect; a restart keeps it banned without
+/// connecting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn banned_403_stops() {
+    let sim = sim().await;
+    let store = mem_store();
+    let host = start(&sim, &store, "h1").await;
+    let (id, ph) = link_n(&host, &sim, "ban", 1).await.remove(0);
+    let jid = format!("{ph}:1@s.whatsapp.net");
+    sim.with_sim(move |s, now| s.inject_fault(now, &jid, Fault::Ban)).await.unwrap().unwrap();
+    let v = wait_state(&host, &id, TenantState::Banned).await;
+    assert!(v.qr.is_none());
+    host.shutdown().await;
+    let connections = stats(&sim).await.connections;
+    let host = start(&sim, &store, "h1").await;
+    let v = wait_state(&host, &id, TenantState::Banned).await;
+    assert!(v.lease_epoch.is_none());
+    let ready = poll("readyz", || async {
+        let r = http(host.api_addr(), "GET", "/readyz", None, &[]).await;
+        (r.status == 200).then_some(())
+    });
+    ready.await;
+    assert_eq!(stats(&sim).await.connections, connections, "a banned tenant is not reconnected");
+    host.shutdown().await;
+}
