@@ -294,6 +294,13 @@ impl Actor {
                 Some(c) => c.clone(),
                 None => wa::Creds::generate(&mut rand::rngs::OsRng),
             };
+            if linking {
+                // A new registration connection issues new refs: drop the old QR / code.
+                self.view.send_modify(|v| {
+                    v.qr = None;
+                    v.pair_code = None;
+                });
+            }
             let state = if linking { TenantState::Linking } else { TenantState::Connecting };
             self.set_state(state, None).await;
             self.conn_seq = self.conn_seq.wrapping_add(1);
