@@ -43,9 +43,10 @@ pub struct RunArgs {
     /// prints its key). Default: WhatsApp's production root.
     #[arg(long, env = "STAYLINKED_WA_ROOT_KEY")]
     pub wa_root_key: Option<String>,
-    /// Shutdown deadline on SIGTERM/SIGINT, in seconds (keep it below the platform's grace).
-    #[arg(long, env = "STAYLINKED_SHUTDOWN_DEADLINE", default_value_t = 8.0)]
-    pub shutdown_deadline: f64,
+    /// Shutdown deadline on SIGTERM/SIGINT (`8`, `8s`, `7500ms`; keep it below the platform's
+    /// grace period).
+    #[arg(long, env = "STAYLINKED_SHUTDOWN_DEADLINE", default_value = "8s", value_parser = parse_duration)]
+    pub shutdown_deadline: Duration,
     /// Lease holder id of this process. Default: hostname + pid + a random nonce (unique per
     /// process, so a restarted instance waits for the old lease to be released or expire).
     #[arg(long, env = "STAYLINKED_HOLDER_ID")]
@@ -53,20 +54,20 @@ pub struct RunArgs {
     /// Tenants hydrated concurrently at cold start.
     #[arg(long, env = "STAYLINKED_HYDRATE_CONCURRENCY", default_value_t = 16)]
     pub hydrate_concurrency: usize,
-    /// Tenant lease time-to-live in seconds (renewed every third of it).
-    #[arg(long, env = "STAYLINKED_LEASE_TTL", default_value_t = 30.0)]
-    pub lease_ttl: f64,
-    /// While another process holds a tenant's lease, check again this often (seconds, plus
-    /// jitter) so a released lease is taken over quickly; an expiring one is retried at expiry.
-    #[arg(long, env = "STAYLINKED_HELD_RETRY", default_value_t = 5.0)]
-    pub held_retry: f64,
+    /// Tenant lease time-to-live (`30s`; renewed every third of it).
+    #[arg(long, env = "STAYLINKED_LEASE_TTL", default_value = "30s", value_parser = parse_duration)]
+    pub lease_ttl: Duration,
+    /// While another process holds a tenant's lease, check again this often (`5s`, plus jitter)
+    /// so a released lease is taken over quickly; an expiring one is retried at expiry.
+    #[arg(long, env = "STAYLINKED_HELD_RETRY", default_value = "5s", value_parser = parse_duration)]
+    pub held_retry: Duration,
     /// Cold-start connect stagger per tenant in milliseconds (plus the same again as random
     /// jitter), so a thousand tenants do not dogpile the server.
     #[arg(long, env = "STAYLINKED_CONNECT_STAGGER_MS", default_value_t = 25)]
     pub connect_stagger_ms: u64,
-    /// Keepalive interval in seconds; the watchdog replaces a socket silent for two intervals.
-    #[arg(long, env = "STAYLINKED_KEEPALIVE", default_value_t = KEEPALIVE_INTERVAL.as_secs_f64())]
-    pub keepalive: f64,
+    /// Keepalive interval (`30s`); the watchdog replaces a socket silent for two intervals.
+    #[arg(long, env = "STAYLINKED_KEEPALIVE", default_value = "30s", value_parser = parse_duration)]
+    pub keepalive: Duration,
     /// Log format: text or json (Cloud Logging). Filter with RUST_LOG (default info).
     #[arg(long, env = "STAYLINKED_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
@@ -130,11 +131,34 @@ pub struct Config {
     pub keepalive: Duration,
 }
 
-fn secs(var: &'static str, v: f64) -> Result<Duration, ConfigError> {
-    Duration::try_from_secs_f64(v).ok().filter(|d| !d.is_zero()).ok_or_else(|| ConfigError::Invalid {
-        var,
-        detail: format!("{v} is not a positive number of seconds"),
-    })
+fn positive(var: &'static str, d: Duration) -> Result<Duration, ConfigError> {
+    if d.is_zero() {
+        return Err(ConfigError::Invalid { var, detail: "must be greater than zero".into() });
+    }
+    Ok(d)
+}
+
+/// Parses a duration: a number of seconds (`8`, `2.5`) or a number with a unit (`500ms`, `8s`,
+/// `2m`).
+///
+/// # Errors
+/// A message saying what is accepted.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let (num, scale) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (t, 1.0)
+    };
+    num.trim()
+        .parse::<f64>()
+        .ok()
+        .and_then(|v| Duration::try_from_secs_f64(v * scale).ok())
+        .ok_or_else(|| format!("{text:?} is not a duration (use e.g. 8, 8s, 500ms, 2m)"))
 }
 
 /// Parses 64 hex characters into a 32-byte key.
@@ -216,13 +240,13 @@ impl Config {
             master_key: a.master_key.clone().filter(|k| !k.is_empty()),
             wa_url: a.wa_url.clone(),
             wa_trust,
-            shutdown_deadline: secs("STAYLINKED_SHUTDOWN_DEADLINE", a.shutdown_deadline)?,
+            shutdown_deadline: positive("STAYLINKED_SHUTDOWN_DEADLINE", a.shutdown_deadline)?,
             holder_id: a.holder_id.clone().filter(|h| !h.is_empty()).unwrap_or_else(default_holder_id),
             hydrate_concurrency: a.hydrate_concurrency,
-            lease_ttl: secs("STAYLINKED_LEASE_TTL", a.lease_ttl)?,
-            held_retry: secs("STAYLINKED_HELD_RETRY", a.held_retry)?,
+            lease_ttl: positive("STAYLINKED_LEASE_TTL", a.lease_ttl)?,
+            held_retry: positive("STAYLINKED_HELD_RETRY", a.held_retry)?,
             connect_stagger: Duration::from_millis(a.connect_stagger_ms),
-            keepalive: secs("STAYLINKED_KEEPALIVE", a.keepalive)?,
+            keepalive: positive("STAYLINKED_KEEPALIVE", a.keepalive)?,
         })
     }
 
@@ -259,6 +283,18 @@ mod tests {
         assert!(parse_root_key("abc").is_err());
         assert!(parse_root_key(&"zz".repeat(32)).is_err());
         assert!(parse_root_key(&"é".repeat(32)).is_err());
+    }
+
+    /// Durations parse with or without a unit (the deploy files write `8s`).
+    #[test]
+    fn duration_parsing() {
+        assert_eq!(parse_duration("8"), Ok(Duration::from_secs(8)));
+        assert_eq!(parse_duration("8s"), Ok(Duration::from_secs(8)));
+        assert_eq!(parse_duration("7500ms"), Ok(Duration::from_millis(7500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration(" 2.5 "), Ok(Duration::from_millis(2500)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("-1s").is_err());
     }
 
     /// Two processes on one host (or two containers with pid 1 and one hostname) never share a

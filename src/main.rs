@@ -54,6 +54,38 @@ enum Command {
         #[arg(long, env = "STAYLINKED_SIM_LISTEN", default_value = "127.0.0.1:0")]
         listen: std::net::SocketAddr,
     },
+    /// Run a benchmark and write a JSON + Markdown report.
+    Bench {
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Session store: commit latency p50/p99 for a typical delta batch and hydration throughput
+    /// for N tenants x (creds + prekeys + sessions), per backend (memory, embedded redb file, and
+    /// the Firestore emulator when FIRESTORE_EMULATOR_HOST is set).
+    Store {
+        /// Tenants to hydrate.
+        #[arg(long, default_value_t = 1000)]
+        tenants: usize,
+        /// One-time prekeys per tenant.
+        #[arg(long, default_value_t = 30)]
+        prekeys: u32,
+        /// Signal sessions per tenant.
+        #[arg(long, default_value_t = 5)]
+        sessions: u32,
+        /// Commits timed for the latency percentiles.
+        #[arg(long, default_value_t = 300)]
+        commits: usize,
+        /// Hydration concurrency.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// Directory for store-bench.json and store-bench.md.
+        #[arg(long, default_value = "bench-reports")]
+        out: std::path::PathBuf,
+    },
 }
 
 fn init_logging(format: LogFormat, default: &str) {
@@ -81,6 +113,17 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Sim { listen }) => run_sim(listen).map(|()| ExitCode::SUCCESS),
+        Some(Command::Bench {
+            what: BenchCommand::Store { tenants, prekeys, sessions, commits, concurrency, out },
+        }) => bench_store(staylinked::store::bench::BenchOptions {
+            tenants,
+            prekeys,
+            sessions,
+            commits,
+            concurrency,
+            out_dir: out,
+            ..Default::default()
+        }),
     };
     match result {
         Ok(code) => code,
@@ -116,6 +159,20 @@ fn demo(log_format: LogFormat) -> anyhow::Result<ExitCode> {
         staylinked::demo::run(&mut out).await
     })?;
     Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// `staylinked bench store`.
+fn bench_store(options: staylinked::store::bench::BenchOptions) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let report = rt.block_on(staylinked::store::bench::run(options));
+    #[expect(clippy::print_stdout, reason = "the command's output is the report")]
+    {
+        println!("{}", staylinked::store::bench::markdown(&report));
+        for f in &report.files {
+            println!("wrote {}", f.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `staylinked sim`: start the simulator, print the ready line, serve until a signal.

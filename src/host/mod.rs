@@ -102,6 +102,7 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, HostError> {
         (StoreConfig::Memory, Some(ring)) => {
             Ok(Arc::new(store::memory::MemoryStore::new(Arc::new(ring), clock)))
         }
+        #[cfg(feature = "firestore")]
         (StoreConfig::Firestore { project, database }, Some(ring)) => {
             let opts =
                 store::firestore::FirestoreOptions::new(project.clone()).with_database(database.clone());

@@ -383,6 +383,22 @@ impl Sim {
         }
     }
 
+    /// Encrypts `plaintext` with `conn`'s transport and queues it as one frame, bypassing
+    /// the node encoder: lets harnesses put arbitrary decrypted bytes in front of a client.
+    /// Does nothing before the handshake completed or after the connection closed.
+    #[doc(hidden)]
+    pub fn send_plaintext(&mut self, conn: ConnId, plaintext: &[u8]) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        if c.closed {
+            return;
+        }
+        let Some(t) = c.transport.as_mut() else { return };
+        match t.send.encrypt(plaintext).ok().and_then(|ct| frame::frame(&ct).ok()) {
+            Some(bytes) => self.send_raw(conn, bytes),
+            None => self.reject(conn, "cannot seal injected plaintext"),
+        }
+    }
+
     fn later(&mut self, conn: ConnId, at: Instant, d: Delayed) {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.delayed.push((at, d));

@@ -11,6 +11,8 @@ mod admin;
 pub mod core;
 pub mod faults;
 mod server;
+#[doc(hidden)]
+pub mod testing;
 
 pub use self::core::{AdminError, ConnId, ConnOutput, DeviceInfo, Sim, SimConfig};
 pub use account::MAX_COMPANIONS;

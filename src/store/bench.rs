@@ -13,6 +13,7 @@ use serde::Serialize;
 use super::conformance::{sample_creds, tenant};
 use super::crypt::{Keyring, MasterKey};
 use super::embedded::EmbeddedStore;
+#[cfg(feature = "firestore")]
 use super::firestore::{FirestoreOptions, FirestoreStore};
 use super::memory::MemoryStore;
 use super::{Delta, DeltaBatch, KeyRef, SecretBytes, Store, StoreError, SystemClock};
@@ -152,6 +153,11 @@ async fn open(backend: BenchBackend, dir: &Path) -> Result<Arc<dyn Store>, Store
             let path = dir.join(format!("bench-{}.redb", MasterKey::generate().key_id()));
             Arc::new(EmbeddedStore::open(&path, ring, Arc::new(SystemClock)).await?)
         }
+        #[cfg(not(feature = "firestore"))]
+        BenchBackend::FirestoreEmulator => {
+            return Err(StoreError::Config { detail: "built without the `firestore` feature".into() });
+        }
+        #[cfg(feature = "firestore")]
         BenchBackend::FirestoreEmulator => {
             if std::env::var("FIRESTORE_EMULATOR_HOST").map_or(true, |v| v.is_empty()) {
                 return Err(StoreError::Config {

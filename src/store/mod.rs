@@ -14,6 +14,7 @@ pub mod conformance;
 pub mod crypt;
 pub mod embedded;
 pub mod error;
+#[cfg(feature = "firestore")]
 pub mod firestore;
 mod lease;
 pub mod memory;
@@ -278,6 +279,13 @@ pub async fn open(config: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
             let ring = crypt::Keyring::from_env(crypt::KeyPolicy::Local, Some(&key_file))?;
             Arc::new(embedded::EmbeddedStore::open(path, Arc::new(ring), clock).await?)
         }
+        #[cfg(not(feature = "firestore"))]
+        StoreConfig::Firestore { .. } => {
+            return Err(StoreError::Config {
+                detail: "this binary was built without the `firestore` feature".to_owned(),
+            });
+        }
+        #[cfg(feature = "firestore")]
         StoreConfig::Firestore { project, database } => {
             let ring = crypt::Keyring::from_env(crypt::KeyPolicy::Remote, None)?;
             if !ring.is_encrypted() {

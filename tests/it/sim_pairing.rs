@@ -2,103 +2,18 @@
 //! 127.0.0.1: QR pairing through the admin HTTP API, 515, login, restart from persisted creds,
 //! 440 replacement, the admin JSON contract.
 
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use staylinked::wa::client::{DisconnectReason, Event};
 
-use rand::SeedableRng;
-use rand::rngs::StdRng;
-use staylinked::conn::{self, Command, PersistError, Persister};
-use staylinked::sim::{Server, SimConfig};
-use staylinked::wa::client::{Client, ClientConfig, Creds, Delta, DisconnectReason, Event};
-use staylinked::wa::noise::TrustAnchor;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::mpsc;
+use super::support::{MemStore, WAIT, client, http, next_event, spawn, start_sim};
 
 const PHONE: &str = "15550002222";
-const WAIT: Duration = Duration::from_secs(20);
-
-/// In-memory store keeping the latest creds (shared so the test can read them).
-#[derive(Default, Clone)]
-struct MemStore {
-    creds: Arc<Mutex<Option<Creds>>>,
-}
-
-impl Persister for MemStore {
-    async fn persist(&mut self, delta: &Delta) -> Result<(), PersistError> {
-        if let Delta::Creds(c) = delta {
-            *self.creds.lock().unwrap() = Some((**c).clone());
-        }
-        Ok(())
-    }
-}
-
-type Run = tokio::task::JoinHandle<Result<DisconnectReason, String>>;
-
-fn spawn(mut c: Client, store: MemStore) -> (Run, mpsc::Receiver<Event>, mpsc::Sender<Command>) {
-    let (etx, erx) = mpsc::channel(64);
-    let (ctx, mut crx) = mpsc::channel(8);
-    let task = tokio::spawn(async move {
-        let mut store = store;
-        conn::run(&mut c, &mut store, &etx, &mut crx).await.map_err(|e| e.to_string())
-    });
-    (task, erx, ctx)
-}
-
-/// Minimal HTTP/1.1 JSON request (no client library needed); returns status and body.
-async fn http(
-    server: &Server,
-    method: &str,
-    path: &str,
-    body: Option<serde_json::Value>,
-) -> (u16, serde_json::Value) {
-    let mut s = tokio::net::TcpStream::connect(server.local_addr()).await.unwrap();
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let req = format!(
-        "{method} /admin{path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut resp = Vec::new();
-    tokio::time::timeout(WAIT, s.read_to_end(&mut resp)).await.unwrap().unwrap();
-    let text = String::from_utf8_lossy(&resp);
-    let status: u16 = text.split(' ').nth(1).unwrap().parse().unwrap();
-    let json = text
-        .split("\r\n\r\n")
-        .nth(1)
-        .filter(|b| !b.is_empty())
-        .map_or(serde_json::Value::Null, |b| serde_json::from_str(b).unwrap_or(serde_json::Value::Null));
-    (status, json)
-}
-
-fn client(server: &Server, creds: Creds, seed: u64) -> Client {
-    let config = ClientConfig {
-        url: server.ws_url(),
-        trust: TrustAnchor { root_public: server.root_public_key(), root_serial: 0 },
-        ..ClientConfig::default()
-    };
-    let now = tokio::time::Instant::now().into_std();
-    Client::new(config, creds, Box::new(StdRng::seed_from_u64(seed)), now, 1_800_000_000)
-}
-
-async fn next_event(rx: &mut mpsc::Receiver<Event>, what: &str, f: impl Fn(&Event) -> bool) -> Event {
-    tokio::time::timeout(WAIT, async {
-        loop {
-            let e = rx.recv().await.unwrap_or_else(|| panic!("driver ended while waiting for {what}"));
-            if f(&e) {
-                return e;
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-}
 
 /// QR pairing end to end over sockets: QR → admin scan → 515 → login → Ready; a restart from
 /// the persisted creds logs in with no QR; the device list shows one device with 2 logins; a
 /// second client with the same creds replaces the first (440 → `Replaced`, no reconnect).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn qr_pairing_restart_and_replace_over_sockets() {
-    let server = Server::start(SimConfig::new("127.0.0.1:0".parse().unwrap())).await.unwrap();
+    let server = start_sim().await;
     let (st, body) =
         http(&server, "POST", "/phones", Some(serde_json::json!({"phone": PHONE, "name": "Bob"}))).await;
     assert_eq!((st, body["jid"].as_str()), (201, Some("15550002222@s.whatsapp.net")));
@@ -107,9 +22,8 @@ async fn qr_pairing_restart_and_replace_over_sockets() {
     assert_eq!(st, 200);
 
     // 1. pair by QR
-    let mut rng = StdRng::seed_from_u64(1);
     let store = MemStore::default();
-    let (task1, mut erx, _ctx1) = spawn(client(&server, Creds::generate(&mut rng), 2), store.clone());
+    let (task1, mut erx, _ctx1) = spawn(client(&server, super::support::fresh_creds(1), 2), store.clone());
     let Event::Qr(qr) = next_event(&mut erx, "qr", |e| matches!(e, Event::Qr(_))).await else {
         unreachable!()
     };

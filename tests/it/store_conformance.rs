@@ -141,3 +141,65 @@ conformance!(
     status_events_outbox,
     hydrate_all_streams_everyone,
 );
+
+/// Firestore `hydrate_all` with windows of 2 tenants and 3-document pages (several windows and
+/// pages, a corrupt tenant in the middle, a tenant with only a status doc) yields for every tenant
+/// exactly what `hydrate` yields, keeps the corrupt one to itself and never falls back.
+#[tokio::test]
+async fn firestore_windowed_hydrate_all_matches_hydrate() {
+    use futures::StreamExt as _;
+    use staylinked::store::conformance::{TTL, sample_creds, sample_keys, tenant};
+    use staylinked::store::{Delta, DeltaBatch, KeyRef, OutboxItem, SecretBytes, StoreError, TenantStatus};
+
+    if emulator().is_none() {
+        return;
+    }
+    let clock: Arc<dyn StoreClock> = Arc::new(ManualClock::new(T0));
+    // Pages of 3 documents: several pages per window and per tenant, all at one read time.
+    let opts = FirestoreOptions::new(unique_project()).with_hydrate_window(2).with_hydrate_page(3);
+    let s = FirestoreStore::connect(opts, ring(), clock).await.unwrap();
+    let mut want = Vec::new();
+    for i in 0..7u8 {
+        let t = tenant(&format!("win-{i}"));
+        let lease = s.acquire_lease(&t, "h", TTL).await.unwrap();
+        let mut b = DeltaBatch::new().with(Delta::CredsPut(Box::new(sample_creds(i))));
+        for (key, value) in sample_keys(i) {
+            b.push(Delta::KeyPut { key, value });
+        }
+        b.push(Delta::OutboxPut(OutboxItem {
+            id: format!("m{i}"),
+            created_at: u64::from(i),
+            payload: SecretBytes::new(vec![i; 3]),
+        }));
+        s.commit(&t, lease.fence(), &b).await.unwrap();
+        want.push(t);
+    }
+    let bare = tenant("win-9-bare");
+    s.write_status(&bare, &TenantStatus::default()).await.unwrap();
+    want.push(bare.clone());
+    let bad = tenant("win-3");
+    s.corrupt_key(&bad, &KeyRef::PreKey(1)).await.unwrap();
+
+    let mut got = Vec::new();
+    let mut stream = s.hydrate_all(3).await.unwrap();
+    while let Some((t, r)) = stream.next().await {
+        if t == bad {
+            assert!(matches!(r, Err(StoreError::Corrupt { .. })), "corrupt tenant is Corrupt: {r:?}");
+        } else {
+            let snap = r.unwrap_or_else(|e| panic!("hydrate_all {t}: {e}"));
+            let single = s.hydrate(&t).await.unwrap_or_else(|e| panic!("hydrate {t}: {e}"));
+            assert_eq!(snap, single, "hydrate_all and hydrate agree for {t}");
+            if t == bare {
+                assert!(snap.creds.is_none() && snap.keys.is_empty() && snap.status.is_some());
+            } else {
+                assert_eq!(snap.keys.len(), sample_keys(0).len(), "{t} keys");
+                assert_eq!(snap.outbox.len(), 1, "{t} outbox");
+            }
+        }
+        got.push(t);
+    }
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "every tenant exactly once");
+    assert_eq!(s.hydrate_fallbacks(), 0, "collection-group windows served every tenant");
+}

@@ -14,20 +14,26 @@
 //! takeover waits, or our commit aborts. A stale holder can therefore never land a write after
 //! a takeover — Firestore enforces it, not a check-then-write race in our code.
 //!
+//! Hydration takes no transaction: every read of a snapshot names one `read_time` (see
+//! `hydrate.rs`), and `hydrate_all` reads many tenants per collection-group query.
+//!
 //! Layout (see ARCHITECTURE.md): `tenants/{t}` status fields + `lease {holder, epoch,
 //! expires_at}`; `tenants/{t}/creds/current`; `tenants/{t}/keys/{kind}-{id}`;
 //! `tenants/{t}/outbox/{id}`; `tenants/{t}/events/{id}`.
 
 pub mod codec;
+mod hydrate;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ::firestore::{FirestoreDb, FirestoreDbOptions};
+use futures::stream::BoxStream;
 use gcloud_sdk::GoogleAuthMiddleware;
 use gcloud_sdk::google::firestore::v1::firestore_client::FirestoreClient;
-use gcloud_sdk::google::firestore::v1::transaction_options::{Mode, ReadOnly, ReadWrite};
+use gcloud_sdk::google::firestore::v1::transaction_options::{Mode, ReadWrite};
 use gcloud_sdk::google::firestore::v1::{
     BeginTransactionRequest, CommitRequest, Document, DocumentMask, GetDocumentRequest, ListDocumentsRequest,
     Precondition, RollbackRequest, TransactionOptions, Value, Write, get_document_request,
@@ -40,8 +46,8 @@ use super::crypt::Keyring;
 use super::model::EVENTS_KEPT;
 use super::record::{self, FaultArm, Op};
 use super::{
-    BackendKind, Creds, DeltaBatch, KeyRef, Lease, OutboxItem, Store, StoreClock, StoreError, StoredEvent,
-    TenantSnapshot, TenantStatus, TestHooks, lease,
+    BackendKind, Creds, DeltaBatch, Hydrated, KeyRef, Lease, OutboxItem, Store, StoreClock, StoreError,
+    StoredEvent, TenantSnapshot, TenantStatus, TestHooks, lease,
 };
 use crate::types::{FencingToken, TenantId};
 
@@ -51,6 +57,15 @@ const TXN_ATTEMPTS: usize = 4;
 const PAGE: i32 = 500;
 /// Keys deleted per fenced transaction by `delete_tenant_keys`.
 const DELETE_CHUNK: i32 = 400;
+/// Default tenants per window of collection-group queries in `hydrate_all`: 1,000 tenants are
+/// 2 windows (2 parallel key streams in production, few full scans on the emulator).
+pub const DEFAULT_HYDRATE_WINDOW: usize = 500;
+/// Default documents per page of a hydration query: bounds the size and duration of each RPC
+/// for very large fleets. Large on purpose: the emulator scans the whole collection group for
+/// every query whatever its cursor or limit (a 304-document page cost as much as a
+/// 1,000-document one), so each extra page is a full scan there; production serves each page
+/// from the name index.
+pub const DEFAULT_HYDRATE_PAGE: i32 = 20_000;
 
 /// How to reach Firestore.
 #[derive(Debug, Clone)]
@@ -64,6 +79,10 @@ pub struct FirestoreOptions {
     pub api_url: Option<String>,
     /// Deadline of each RPC; a slower call fails with `Unavailable`.
     pub request_timeout: Duration,
+    /// Tenants whose documents `hydrate_all` reads with one set of collection-group queries.
+    pub hydrate_window: usize,
+    /// Documents per page of a hydration query.
+    pub hydrate_page: i32,
 }
 
 impl FirestoreOptions {
@@ -74,7 +93,21 @@ impl FirestoreOptions {
             database: None,
             api_url: None,
             request_timeout: Duration::from_secs(10),
+            hydrate_window: DEFAULT_HYDRATE_WINDOW,
+            hydrate_page: DEFAULT_HYDRATE_PAGE,
         }
+    }
+
+    /// Sets the number of tenants per `hydrate_all` query window (at least 1).
+    pub fn with_hydrate_window(mut self, tenants: usize) -> Self {
+        self.hydrate_window = tenants.max(1);
+        self
+    }
+
+    /// Sets the documents per page of a hydration query (at least 1).
+    pub fn with_hydrate_page(mut self, docs: i32) -> Self {
+        self.hydrate_page = docs.max(1);
+        self
     }
 
     /// Sets the database id.
@@ -103,6 +136,10 @@ struct Inner {
     ring: Arc<Keyring>,
     clock: Arc<dyn StoreClock>,
     timeout: Duration,
+    hydrate_window: usize,
+    hydrate_page: i32,
+    /// `hydrate_all` windows that fell back to per-tenant reads.
+    window_fallbacks: AtomicU64,
     fault: FaultArm,
 }
 
@@ -155,9 +192,18 @@ impl FirestoreStore {
                 ring,
                 clock,
                 timeout: opts.request_timeout,
+                hydrate_window: opts.hydrate_window,
+                hydrate_page: opts.hydrate_page.max(1),
+                window_fallbacks: AtomicU64::new(0),
                 fault: FaultArm::default(),
             }),
         })
+    }
+
+    /// How many `hydrate_all` windows fell back to per-tenant reads because their
+    /// collection-group queries failed (a health signal: normally 0).
+    pub fn hydrate_fallbacks(&self) -> u64 {
+        self.inner.window_fallbacks.load(Ordering::Relaxed)
     }
 
     fn client(&self) -> Client {
@@ -184,12 +230,9 @@ impl FirestoreStore {
         }
     }
 
-    async fn begin(&self, op: &'static str, read_only: bool) -> Result<Vec<u8>, StoreError> {
-        let mode = if read_only {
-            Mode::ReadOnly(ReadOnly { consistency_selector: None })
-        } else {
-            Mode::ReadWrite(ReadWrite::default())
-        };
+    /// Begins a read-write transaction.
+    async fn begin(&self, op: &'static str) -> Result<Vec<u8>, StoreError> {
+        let mode = Mode::ReadWrite(ReadWrite::default());
         let req = BeginTransactionRequest {
             database: self.inner.database.clone(),
             options: Some(TransactionOptions { mode: Some(mode) }),
@@ -330,7 +373,7 @@ impl FirestoreStore {
     {
         let mut last = None;
         for _ in 0..TXN_ATTEMPTS {
-            let tx = self.begin(op, false).await?;
+            let tx = self.begin(op).await?;
             let (writes, out) = match body(tx.clone()).await {
                 Ok(v) => v,
                 Err(e) => {
@@ -391,20 +434,16 @@ impl FirestoreStore {
         Ok(writes)
     }
 
-    async fn decode_snapshot(&self, t: &TenantId, tx: &[u8]) -> Result<TenantSnapshot, StoreError> {
+    /// Decodes one tenant's documents (read at one snapshot) into its snapshot. Any value that
+    /// does not decode or decrypt is `Corrupt` for this tenant.
+    fn assemble(&self, t: &TenantId, docs: hydrate::TenantDocs) -> Result<TenantSnapshot, StoreError> {
         let ring = &self.inner.ring;
-        let tenant_doc = self.tenant_path(t);
-        let (status_doc, creds_doc, keys, outbox) = futures::try_join!(
-            self.get("hydrate", tenant_doc.clone(), Some(tx)),
-            self.get("hydrate", self.sub_path(t, "creds", "current"), Some(tx)),
-            self.list("hydrate", tenant_doc.clone(), "keys", Some(tx), false, None),
-            self.list("hydrate", tenant_doc, "outbox", Some(tx), false, None),
-        )?;
+        let hydrate::TenantDocs { status, creds, keys, outbox } = docs;
         let mut snap = TenantSnapshot::default();
-        if let Some(doc) = status_doc {
+        if let Some(doc) = status {
             (snap.status, snap.lease) = codec::decode_status_doc(t, &doc)?;
         }
-        if let Some(doc) = creds_doc {
+        if let Some(doc) = creds {
             let (public, sealed) = codec::decode_creds_doc(t, &doc)?;
             snap.creds = Some(Creds::join(public, record::open_creds_secret(ring, t, &sealed)?));
         }
@@ -447,11 +486,12 @@ impl Store for FirestoreStore {
     }
 
     async fn hydrate(&self, tenant: &TenantId) -> Result<TenantSnapshot, StoreError> {
-        // One read-only transaction = one consistent snapshot across all the tenant's docs.
-        let tx = self.begin("hydrate", true).await?;
-        let r = self.decode_snapshot(tenant, &tx).await;
-        self.rollback(tx).await;
-        r
+        // Every read at one read time = one consistent snapshot across the tenant's docs.
+        self.hydrate_one(tenant).await
+    }
+
+    async fn hydrate_all(&self, concurrency: usize) -> Result<BoxStream<'_, Hydrated>, StoreError> {
+        self.hydrate_all_windows(concurrency).await
     }
 
     async fn commit(

@@ -463,11 +463,19 @@ impl Client {
         match node.tag.as_str() {
             "iq" => self.handle_iq(now, node),
             "success" => self.handle_success(node),
-            "failure" => self.close(DisconnectReason::from_failure(
-                node.attr_str("reason"),
-                node.attr_str("code"),
-                node.attr_str("expire"),
-            )),
+            "failure" => {
+                let mut r = DisconnectReason::from_failure(
+                    node.attr_str("reason"),
+                    node.attr_str("code"),
+                    node.attr_str("expire"),
+                );
+                // `from_failure` assumes the login-time carrier; a `<failure>` on a stream that
+                // already had `<success>` (e.g. a ban) did not happen at connect.
+                if let DisconnectReason::LoggedOut { on_connect, .. } = &mut r {
+                    *on_connect = !matches!(self.state, State::Online);
+                }
+                self.close(r);
+            }
             "stream:error" => {
                 let child = node.child_nodes().first().map(|c| (c.tag.as_str(), c.attr_str("type")));
                 self.close(DisconnectReason::from_stream_error(node.attr_str("code"), child));

@@ -301,6 +301,21 @@ fn corrupt_frame_is_typed_error() {
     assert_eq!(p.closed_with(), Some(&DisconnectReason::Protocol(ProtocolError::Decrypt)));
 }
 
+/// A ban on a live stream (`<failure reason="403"/>` after `<success>`) is a logout that did
+/// not happen at connect; the next login is refused with 403 at connect.
+#[test]
+fn ban_on_live_stream_is_not_on_connect() {
+    let mut p = Pair::new(7);
+    p.pair_and_login();
+    p.sim.inject_fault(p.now, &format!("{PHONE}:1@s.whatsapp.net"), Fault::Ban).unwrap();
+    p.run_until("ban", |p| p.closed_with().is_some());
+    assert_eq!(p.closed_with(), Some(&DisconnectReason::LoggedOut { code: 403, on_connect: false }));
+    p.log.clear();
+    p.connect();
+    p.run_until("refused", |p| p.closed_with().is_some());
+    assert_eq!(p.closed_with(), Some(&DisconnectReason::LoggedOut { code: 403, on_connect: true }));
+}
+
 /// Logout sends remove-companion-device; the sim unlinks the device and the client ends
 /// with LocalLogout.
 #[test]
