@@ -243,7 +243,7 @@ pub async fn run<W: Write>(w: &mut W) -> Result<DemoReport, DemoError> {
     writeln!(out.w).map_err(DemoError::Io)?;
     writeln!(
         out.w,
-        "{:<10} {:<28} {:>16} {:>22} {:>20} {:>16}",
+        "{:<10} {:<28} {:>16} {:>22} {:>20} {:>18}",
         "tenant",
         "device",
         "devices on phone",
@@ -255,7 +255,7 @@ pub async fn run<W: Write>(w: &mut W) -> Result<DemoReport, DemoError> {
     for r in &report.rows {
         writeln!(
             out.w,
-            "{:<10} {:<28} {:>16} {:>22} {:>17} ms {:>13} ms",
+            "{:<10} {:<28} {:>16} {:>22} {:>17} ms {:>15} ms",
             r.tenant,
             r.device,
             r.devices_on_phone,

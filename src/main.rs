@@ -152,7 +152,7 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
 
 /// `staylinked demo`.
 fn demo(log_format: LogFormat) -> anyhow::Result<ExitCode> {
-    init_logging(log_format, "warn");
+    init_logging(log_format, "warn,staylinked::sim=error,staylinked::host::supervisor=error");
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let report = rt.block_on(async {
         let mut out = std::io::stdout();
