@@ -6,9 +6,16 @@
 //! - [`sim`]: the WhatsApp server simulator (`staylinked sim`), sans-IO core + tokio/axum shell.
 //! - [`store`]: the session store (Store trait, Firestore / redb / memory backends, encryption at rest).
 //! - [`types`]: cross-layer newtypes (`TenantId`, `FencingToken`).
-//! - `host`, `api`: arrive with their issues (hydrate-and-run host, HTTP API).
+//! - [`host`]: the hydrate-and-run host (supervisor, tenant actors, leases, policy, shutdown).
+//! - [`api`]: the HTTP API (axum) over the host's registry.
+//! - [`demo`]: `staylinked demo` and the link helpers tests share.
+//! - [`config`]: process configuration (env first, flags mirror it).
 
+pub mod api;
+pub mod config;
 pub mod conn;
+pub mod demo;
+pub mod host;
 pub mod sim;
 pub mod store;
 pub mod types;

@@ -1,17 +1,49 @@
 //! The `staylinked` command line: parses flags (mirroring env vars) and hands off to the library.
+//! `run` is the default command.
+
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use staylinked::config::{Config, LogFormat, RunArgs};
 
 /// staylinked — a hydrate-and-run WhatsApp Web multi-device gateway for ephemeral containers.
+///
+/// Without a subcommand, runs the gateway (`run`). Every flag mirrors an environment variable.
 #[derive(Debug, Parser)]
-#[command(name = "staylinked", version, about, long_about = None)]
+#[command(
+    name = "staylinked",
+    version,
+    about,
+    long_about = None,
+    args_conflicts_with_subcommands = true,
+    after_help = "Other environment variables:\n  \
+      RUST_LOG                        log filter (default info), e.g. staylinked=debug\n  \
+      GOOGLE_CLOUD_PROJECT            Firestore project (selects the firestore store by default)\n  \
+      FIRESTORE_EMULATOR_HOST         host:port of a Firestore emulator\n  \
+      STAYLINKED_FIRESTORE_DATABASE   Firestore database id (default \"(default)\")\n  \
+      STAYLINKED_MASTER_KEYS_OLD      comma-separated old master keys (rotation)\n  \
+      STAYLINKED_ALLOW_PLAINTEXT=1    allow Firestore without a master key (not recommended)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the gateway (default): hydrate every tenant, reconnect linked ones without QR, serve
+    /// the HTTP API; SIGTERM/SIGINT flush and exit 0 within the shutdown deadline.
+    Run(Box<RunArgs>),
+    /// Zero-setup demo: in-process simulator + embedded store in a temp dir, 3 tenants linked by
+    /// QR, two restarts (graceful, then a crash); prints a table. Exits non-zero if an
+    /// invariant broke.
+    Demo {
+        /// Log format for the demo's logs (stderr; RUST_LOG filters, default warn).
+        #[arg(long, env = "STAYLINKED_LOG_FORMAT", default_value = "text")]
+        log_format: LogFormat,
+    },
     /// Print the crate's protocol constants (intro header, dictionary version) and exit.
     Info,
     /// Run the WhatsApp server simulator (WebSocket `/ws/chat` + JSON `/admin` on one port).
@@ -56,41 +88,91 @@ enum BenchCommand {
     },
 }
 
-fn main() -> anyhow::Result<()> {
+fn init_logging(format: LogFormat, default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
+        _ => builder.try_init(),
+    };
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command.unwrap_or(Command::Info) {
-        Command::Info => {
+    let result = match cli.command {
+        None => run(&cli.run),
+        Some(Command::Run(args)) => run(&args),
+        Some(Command::Demo { log_format }) => demo(log_format),
+        Some(Command::Info) => {
             let intro = staylinked::wa::frame::INTRO;
             #[expect(clippy::print_stdout, reason = "the CLI's output")]
             {
                 println!("staylinked {}: WhatsApp Web intro {intro:02x?}", env!("CARGO_PKG_VERSION"));
             }
+            Ok(ExitCode::SUCCESS)
         }
-        Command::Sim { listen } => run_sim(listen)?,
-        Command::Bench {
+        Some(Command::Sim { listen }) => run_sim(listen).map(|()| ExitCode::SUCCESS),
+        Some(Command::Bench {
             what: BenchCommand::Store { tenants, prekeys, sessions, commits, concurrency, out },
-        } => {
-            let options = staylinked::store::bench::BenchOptions {
-                tenants,
-                prekeys,
-                sessions,
-                commits,
-                concurrency,
-                out_dir: out,
-                ..Default::default()
-            };
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            let report = rt.block_on(staylinked::store::bench::run(options));
-            #[expect(clippy::print_stdout, reason = "the command's output is the report")]
+        }) => bench_store(staylinked::store::bench::BenchOptions {
+            tenants,
+            prekeys,
+            sessions,
+            commits,
+            concurrency,
+            out_dir: out,
+            ..Default::default()
+        }),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            #[expect(clippy::print_stderr, reason = "the CLI's error report")]
             {
-                println!("{}", staylinked::store::bench::markdown(&report));
-                for f in &report.files {
-                    println!("wrote {}", f.display());
-                }
+                eprintln!("staylinked: {e:#}");
             }
+            ExitCode::FAILURE
         }
     }
-    Ok(())
+}
+
+/// `staylinked run`.
+fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    // Invariant 5: the signal handlers exist before the first await, so a SIGTERM that arrives
+    // during start-up is a flush too.
+    let signals = staylinked::host::shutdown::arm_signals()?;
+    init_logging(args.log_format, "info");
+    let config = Config::from_args(args)?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let summary = rt.block_on(staylinked::host::run(config, signals.cancelled_owned()))?;
+    rt.shutdown_timeout(std::time::Duration::from_millis(200));
+    Ok(if summary.clean { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// `staylinked demo`.
+fn demo(log_format: LogFormat) -> anyhow::Result<ExitCode> {
+    init_logging(log_format, "warn,staylinked::sim=error,staylinked::host::supervisor=error");
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let report = rt.block_on(async {
+        let mut out = std::io::stdout();
+        staylinked::demo::run(&mut out).await
+    })?;
+    Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// `staylinked bench store`.
+fn bench_store(options: staylinked::store::bench::BenchOptions) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let report = rt.block_on(staylinked::store::bench::run(options));
+    #[expect(clippy::print_stdout, reason = "the command's output is the report")]
+    {
+        println!("{}", staylinked::store::bench::markdown(&report));
+        for f in &report.files {
+            println!("wrote {}", f.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `staylinked sim`: start the simulator, print the ready line, serve until a signal.

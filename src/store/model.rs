@@ -511,6 +511,15 @@ pub enum LinkState {
     LoggedOut,
     /// The account is banned (403).
     Banned,
+    /// Linked; a connection attempt is under way (host).
+    Connecting,
+    /// Linked; waiting before the next attempt (host reconnect policy).
+    Backoff,
+    /// Another process holds the lease (the host that does not own it never writes this; kept
+    /// for completeness of the host's state names).
+    HeldElsewhere,
+    /// The tenant's state failed to load or the server refused it for good; see the events.
+    Error,
     /// A value written by a newer version.
     #[serde(other)]
     Unknown,

@@ -5,7 +5,11 @@
 // test binary need them too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
+mod api_routes;
 mod deploy_files;
+mod host_lifecycle;
+mod host_process;
+mod host_util;
 mod sim_lifecycle;
 mod sim_pairing;
 mod store_conformance;

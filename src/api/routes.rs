@@ -1,0 +1,276 @@
+//! Route handlers. Each maps its failure to an [`ApiError`] with a stable code; none starts a
+//! connection except `link` (which asks the tenant actor to link).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use tokio::sync::oneshot;
+
+use super::error::ApiError;
+use super::qr;
+use crate::host::Registry;
+use crate::host::clock;
+use crate::host::state::{CommandError, LinkMethod, TenantCommand};
+use crate::host::supervisor::CreateError;
+use crate::host::tenant::TenantHandle;
+use crate::types::TenantId;
+
+/// How long a handler waits for a tenant actor to answer.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+
+type ApiResult<T> = Result<T, ApiError>;
+
+fn parse_id(id: &str) -> ApiResult<TenantId> {
+    TenantId::new(id).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_tenant_id", e.to_string()))
+}
+
+fn handle(reg: &Registry, id: &str) -> ApiResult<(TenantId, TenantHandle)> {
+    let tid = parse_id(id)?;
+    let h = reg.get(&tid).ok_or_else(|| ApiError::tenant_not_found(id))?;
+    Ok((tid, h))
+}
+
+fn json_body<T: for<'de> Deserialize<'de>>(body: &Bytes) -> ApiResult<T> {
+    serde_json::from_slice(body).map_err(ApiError::invalid_body)
+}
+
+fn writes_allowed(reg: &Registry) -> ApiResult<()> {
+    if reg.is_accepting() { Ok(()) } else { Err(ApiError::shutting_down()) }
+}
+
+fn command_error(e: CommandError) -> ApiError {
+    match e {
+        CommandError::AlreadyLinked => ApiError::new(
+            StatusCode::CONFLICT,
+            "already_linked",
+            "tenant already has a linked device; POST /logout first to link a new one",
+        ),
+        CommandError::NotLinked => {
+            ApiError::new(StatusCode::CONFLICT, "not_linked", "tenant has no linked device")
+        }
+        CommandError::LeaseHeld { holder } => ApiError::new(
+            StatusCode::CONFLICT,
+            "lease_held",
+            format!("tenant is served by another instance ({holder}); send the request there"),
+        ),
+        CommandError::ShuttingDown => ApiError::shutting_down(),
+        CommandError::Store(detail) => {
+            tracing::warn!(error = %detail, "command failed in the store");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "the store is unavailable; retry later",
+            )
+        }
+    }
+}
+
+/// Sends a command and waits for the answer.
+async fn call(
+    h: &TenantHandle,
+    make: impl FnOnce(oneshot::Sender<Result<(), CommandError>>) -> TenantCommand,
+) -> ApiResult<Result<(), CommandError>> {
+    let (tx, rx) = oneshot::channel();
+    let timeout =
+        || ApiError::new(StatusCode::GATEWAY_TIMEOUT, "timeout", "the tenant did not answer in time; retry");
+    tokio::time::timeout(COMMAND_TIMEOUT, h.commands.send(make(tx)))
+        .await
+        .map_err(|_| timeout())?
+        .map_err(|_| ApiError::shutting_down())?;
+    tokio::time::timeout(COMMAND_TIMEOUT, rx)
+        .await
+        .map_err(|_| timeout())?
+        .map_err(|_| ApiError::shutting_down())
+}
+
+/// `GET /healthz`: the process is up (never touches tenants or the store).
+pub(super) async fn healthz() -> impl IntoResponse {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+/// `GET /readyz`: 200 once cold-start hydration is done, 503 before; body shows progress.
+pub(super) async fn readyz(State(reg): State<Arc<Registry>>) -> Response {
+    let p = reg.progress();
+    let status = if p.ready && reg.is_accepting() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(p)).into_response()
+}
+
+/// `GET /metrics`: Prometheus text.
+pub(super) async fn metrics(State(reg): State<Arc<Registry>>) -> Response {
+    let body = reg.ctx().metrics.render(&reg.states());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+/// Unknown route.
+pub(super) async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "no such route")
+}
+
+/// Known route, wrong method.
+pub(super) async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not accept that method",
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    id: String,
+    #[serde(default)]
+    webhook_url: Option<String>,
+}
+
+/// `POST /v1/tenants`.
+pub(super) async fn create(State(reg): State<Arc<Registry>>, body: Bytes) -> ApiResult<Response> {
+    writes_allowed(&reg)?;
+    let b: CreateBody = json_body(&body)?;
+    let id = parse_id(&b.id)?;
+    match reg.create(id.clone(), b.webhook_url).await {
+        Ok(view) => Ok((StatusCode::CREATED, Json(view)).into_response()),
+        Err(CreateError::Exists) => {
+            Err(ApiError::new(StatusCode::CONFLICT, "tenant_exists", format!("tenant {id} already exists")))
+        }
+        Err(CreateError::ShuttingDown) => Err(ApiError::shutting_down()),
+        Err(CreateError::Store(e)) => {
+            tracing::warn!(error = %e, "create failed in the store");
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "the store is unavailable; retry later",
+            ))
+        }
+    }
+}
+
+/// `GET /v1/tenants`.
+pub(super) async fn list(State(reg): State<Arc<Registry>>) -> impl IntoResponse {
+    Json(serde_json::json!({"tenants": reg.list()}))
+}
+
+/// `GET /v1/tenants/{id}`: the actor's published view (no store read, no connect).
+pub(super) async fn get_one(State(reg): State<Arc<Registry>>, Path(id): Path<String>) -> ApiResult<Response> {
+    let (_, h) = handle(&reg, &id)?;
+    let view = h.view.borrow().clone();
+    Ok(Json(view).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "method", rename_all = "snake_case", deny_unknown_fields)]
+enum LinkBody {
+    Qr,
+    Code { phone: String },
+}
+
+/// `POST /v1/tenants/{id}/link`.
+pub(super) async fn link(
+    State(reg): State<Arc<Registry>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    writes_allowed(&reg)?;
+    let (_, h) = handle(&reg, &id)?;
+    let b: LinkBody = if body.is_empty() { LinkBody::Qr } else { json_body(&body)? };
+    let method = match b {
+        LinkBody::Qr => LinkMethod::Qr,
+        LinkBody::Code { phone } => {
+            let digits: String = phone.chars().filter(char::is_ascii_digit).collect();
+            if digits.len() < 7 || digits.len() > 15 || phone.chars().any(|c| c.is_alphabetic()) {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_phone",
+                    "phone must be 7 to 15 digits with country code, e.g. 15551234567",
+                ));
+            }
+            LinkMethod::Code { phone: digits }
+        }
+    };
+    call(&h, |reply| TenantCommand::Link { method, reply }).await?.map_err(command_error)?;
+    let view = h.view.borrow().clone();
+    Ok((StatusCode::ACCEPTED, Json(view)).into_response())
+}
+
+/// `GET /v1/tenants/{id}/qr[?format=text|json]`.
+pub(super) async fn qr(
+    State(reg): State<Arc<Registry>>,
+    Path(id): Path<String>,
+    uri: Uri,
+) -> ApiResult<Response> {
+    let (_, h) = handle(&reg, &id)?;
+    let Some(q) = h.view.borrow().qr.clone() else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "qr_not_available",
+            "no QR is showing; POST /link with {\"method\":\"qr\"} and retry in a moment",
+        ));
+    };
+    let format = uri
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("format="))
+        .unwrap_or("png")
+        .to_owned();
+    match format.as_str() {
+        "json" => Ok(Json(serde_json::json!({"qr": q.qr, "expires_at": clock::rfc3339(q.expires_at_ms)}))
+            .into_response()),
+        "text" => {
+            let t = qr::text(&q.qr).map_err(ApiError::internal)?;
+            Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], t).into_response())
+        }
+        "png" => {
+            let p = qr::png(&q.qr).map_err(ApiError::internal)?;
+            Ok(([(header::CONTENT_TYPE, "image/png")], p).into_response())
+        }
+        other => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_format",
+            format!("format {other:?} is not one of png, text, json"),
+        )),
+    }
+}
+
+/// `GET /v1/tenants/{id}/pair-code`.
+pub(super) async fn pair_code(
+    State(reg): State<Arc<Registry>>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let (_, h) = handle(&reg, &id)?;
+    let code = h.view.borrow().pair_code.clone();
+    match code {
+        Some(code) => Ok(Json(serde_json::json!({"code": code})).into_response()),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "pair_code_not_available",
+            "no pair code yet; POST /link with {\"method\":\"code\",\"phone\":\"...\"} and retry in a moment",
+        )),
+    }
+}
+
+/// `POST /v1/tenants/{id}/logout`.
+pub(super) async fn logout(State(reg): State<Arc<Registry>>, Path(id): Path<String>) -> ApiResult<Response> {
+    writes_allowed(&reg)?;
+    let (_, h) = handle(&reg, &id)?;
+    call(&h, |reply| TenantCommand::Logout { reply }).await?.map_err(command_error)?;
+    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({"logging_out": true}))).into_response())
+}
+
+/// `DELETE /v1/tenants/{id}`: logs out first (when linked), then removes the tenant.
+pub(super) async fn delete(State(reg): State<Arc<Registry>>, Path(id): Path<String>) -> ApiResult<Response> {
+    writes_allowed(&reg)?;
+    let (tid, h) = handle(&reg, &id)?;
+    match call(&h, |reply| TenantCommand::Delete { reply }).await? {
+        Ok(()) => reg.forget(&tid),
+        Err(CommandError::NotLinked) => reg.remove(&tid),
+        Err(e) => return Err(command_error(e)),
+    }
+    Ok(Json(serde_json::json!({"deleted": true})).into_response())
+}

@@ -1,0 +1,306 @@
+//! Process configuration: every setting comes from the environment first, and each has a flag
+//! that mirrors it (clap `env`). Validated once into typed values ([`Config`]); nothing else in
+//! the crate reads configuration env vars (the store reads its own backend variables).
+//!
+//! No IO beyond reading the environment and the hostname.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::store::{StoreConfig, StoreError};
+use crate::wa::client::KEEPALIVE_INTERVAL;
+use crate::wa::noise::TrustAnchor;
+
+/// Flags of `staylinked run` (each mirrors an env var; `--help` lists them).
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// HTTP port of the API and health checks.
+    #[arg(long, env = "PORT", default_value_t = 8080)]
+    pub port: u16,
+    /// Address to bind the HTTP server on.
+    #[arg(long, env = "STAYLINKED_BIND", default_value = "0.0.0.0")]
+    pub bind: IpAddr,
+    /// Store backend: firestore | embedded | memory. Default: firestore when
+    /// GOOGLE_CLOUD_PROJECT or FIRESTORE_EMULATOR_HOST is set, else embedded.
+    #[arg(long, env = "STAYLINKED_STORE")]
+    pub store: Option<String>,
+    /// Embedded store file (redb). Default ./data/staylinked.redb.
+    #[arg(long, env = "STAYLINKED_STORE_PATH")]
+    pub store_path: Option<PathBuf>,
+    /// API key required on /v1 routes (X-API-Key or Authorization: Bearer). Unset: the API is
+    /// open (log warns).
+    #[arg(long, env = "STAYLINKED_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Master key for secrets at rest: base64 of 32 random bytes. Required for Firestore;
+    /// the embedded store creates a key file beside its database when unset.
+    #[arg(long, env = "STAYLINKED_MASTER_KEY", hide_env_values = true)]
+    pub master_key: Option<String>,
+    /// WhatsApp WebSocket URL (point at a simulator: ws://127.0.0.1:PORT/ws/chat).
+    #[arg(long, env = "STAYLINKED_WA_URL", default_value = "wss://web.whatsapp.com/ws/chat")]
+    pub wa_url: String,
+    /// Root public key (64 hex chars) the server certificate must chain to (the simulator
+    /// prints its key). Default: WhatsApp's production root.
+    #[arg(long, env = "STAYLINKED_WA_ROOT_KEY")]
+    pub wa_root_key: Option<String>,
+    /// Shutdown deadline on SIGTERM/SIGINT (`8`, `8s`, `7500ms`; keep it below the platform's
+    /// grace period).
+    #[arg(long, env = "STAYLINKED_SHUTDOWN_DEADLINE", default_value = "8s", value_parser = parse_duration)]
+    pub shutdown_deadline: Duration,
+    /// Lease holder id of this process. Default: hostname + pid + a random nonce (unique per
+    /// process, so a restarted instance waits for the old lease to be released or expire).
+    #[arg(long, env = "STAYLINKED_HOLDER_ID")]
+    pub holder_id: Option<String>,
+    /// Tenants hydrated concurrently at cold start.
+    #[arg(long, env = "STAYLINKED_HYDRATE_CONCURRENCY", default_value_t = 16)]
+    pub hydrate_concurrency: usize,
+    /// Tenant lease time-to-live (`30s`; renewed every third of it).
+    #[arg(long, env = "STAYLINKED_LEASE_TTL", default_value = "30s", value_parser = parse_duration)]
+    pub lease_ttl: Duration,
+    /// While another process holds a tenant's lease, check again this often (`5s`, plus jitter)
+    /// so a released lease is taken over quickly; an expiring one is retried at expiry.
+    #[arg(long, env = "STAYLINKED_HELD_RETRY", default_value = "5s", value_parser = parse_duration)]
+    pub held_retry: Duration,
+    /// Cold-start connect stagger per tenant in milliseconds (plus the same again as random
+    /// jitter), so a thousand tenants do not dogpile the server.
+    #[arg(long, env = "STAYLINKED_CONNECT_STAGGER_MS", default_value_t = 25)]
+    pub connect_stagger_ms: u64,
+    /// Keepalive interval (`30s`); the watchdog replaces a socket silent for two intervals.
+    #[arg(long, env = "STAYLINKED_KEEPALIVE", default_value = "30s", value_parser = parse_duration)]
+    pub keepalive: Duration,
+    /// Log format: text or json (Cloud Logging). Filter with RUST_LOG (default info).
+    #[arg(long, env = "STAYLINKED_LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[non_exhaustive]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (Cloud Logging).
+    Json,
+}
+
+/// A configuration value is invalid.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A value does not parse or is out of range (operator error: fix the variable).
+    #[error("{var}: {detail}")]
+    Invalid {
+        /// The env var / flag.
+        var: &'static str,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The store settings are inconsistent.
+    #[error("store configuration is invalid")]
+    Store(#[source] StoreError),
+}
+
+/// Validated configuration of a host.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// HTTP listen address.
+    pub listen: SocketAddr,
+    /// Store backend.
+    pub store: StoreConfig,
+    /// API key (`None`: open API).
+    pub api_key: Option<String>,
+    /// Master key (base64), when given.
+    pub master_key: Option<String>,
+    /// WhatsApp WebSocket URL.
+    pub wa_url: String,
+    /// Certificate root.
+    pub wa_trust: TrustAnchor,
+    /// Shutdown deadline.
+    pub shutdown_deadline: Duration,
+    /// Lease holder id.
+    pub holder_id: String,
+    /// Cold-start hydration concurrency.
+    pub hydrate_concurrency: usize,
+    /// Lease TTL.
+    pub lease_ttl: Duration,
+    /// Re-check interval for leases held elsewhere.
+    pub held_retry: Duration,
+    /// Connect stagger per tenant.
+    pub connect_stagger: Duration,
+    /// Keepalive interval.
+    pub keepalive: Duration,
+}
+
+fn positive(var: &'static str, d: Duration) -> Result<Duration, ConfigError> {
+    if d.is_zero() {
+        return Err(ConfigError::Invalid { var, detail: "must be greater than zero".into() });
+    }
+    Ok(d)
+}
+
+/// Parses a duration: a number of seconds (`8`, `2.5`) or a number with a unit (`500ms`, `8s`,
+/// `2m`).
+///
+/// # Errors
+/// A message saying what is accepted.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let (num, scale) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (t, 1.0)
+    };
+    num.trim()
+        .parse::<f64>()
+        .ok()
+        .and_then(|v| Duration::try_from_secs_f64(v * scale).ok())
+        .ok_or_else(|| format!("{text:?} is not a duration (use e.g. 8, 8s, 500ms, 2m)"))
+}
+
+/// Parses 64 hex characters into a 32-byte key.
+///
+/// # Errors
+/// [`ConfigError::Invalid`] for any other input.
+pub fn parse_root_key(text: &str) -> Result<[u8; 32], ConfigError> {
+    let bad =
+        |detail: &str| ConfigError::Invalid { var: "STAYLINKED_WA_ROOT_KEY", detail: detail.to_owned() };
+    let t = text.trim();
+    if t.len() != 64 || !t.is_ascii() {
+        return Err(bad("expected 64 hex characters"));
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        let pair = t.get(i * 2..i * 2 + 2).ok_or_else(|| bad("expected 64 hex characters"))?;
+        *o = u8::from_str_radix(pair, 16).map_err(|_| bad("not hex"))?;
+    }
+    Ok(out)
+}
+
+/// `hostname-pid-nonce`, the default lease holder id. The random nonce matters in containers,
+/// where pid 1 and a reused hostname would otherwise give a new instance the old one's
+/// identity during a deploy overlap (and let it re-acquire a lease that is still live).
+pub fn default_holder_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "staylinked".to_owned());
+    let nonce: u32 = rand::Rng::r#gen(&mut rand::rngs::OsRng);
+    format!("{host}-{}-{nonce:08x}", std::process::id())
+}
+
+impl Config {
+    /// Validates parsed flags/env into a config.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the offending variable.
+    pub fn from_args(a: &RunArgs) -> Result<Self, ConfigError> {
+        let firestore_env = std::env::var_os("GOOGLE_CLOUD_PROJECT").is_some()
+            || std::env::var_os("FIRESTORE_EMULATOR_HOST").is_some();
+        let embedded = || StoreConfig::Embedded {
+            path: a.store_path.clone().unwrap_or_else(|| crate::store::DEFAULT_EMBEDDED_PATH.into()),
+        };
+        let store = match a.store.as_deref() {
+            Some("memory") => StoreConfig::Memory,
+            Some("embedded") => embedded(),
+            None if !firestore_env => embedded(),
+            Some("firestore") if !firestore_env => {
+                return Err(ConfigError::Invalid {
+                    var: "STAYLINKED_STORE",
+                    detail: "firestore needs GOOGLE_CLOUD_PROJECT or FIRESTORE_EMULATOR_HOST".into(),
+                });
+            }
+            Some("firestore") | None => StoreConfig::from_env().map_err(ConfigError::Store)?,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    var: "STAYLINKED_STORE",
+                    detail: format!("{other:?} is not one of firestore, embedded, memory"),
+                });
+            }
+        };
+        if a.hydrate_concurrency == 0 {
+            return Err(ConfigError::Invalid {
+                var: "STAYLINKED_HYDRATE_CONCURRENCY",
+                detail: "must be at least 1".into(),
+            });
+        }
+        let wa_trust = match &a.wa_root_key {
+            Some(k) => TrustAnchor { root_public: parse_root_key(k)?, root_serial: 0 },
+            None => TrustAnchor::whatsapp(),
+        };
+        Ok(Self {
+            listen: SocketAddr::new(a.bind, a.port),
+            store,
+            api_key: a.api_key.clone().filter(|k| !k.is_empty()),
+            master_key: a.master_key.clone().filter(|k| !k.is_empty()),
+            wa_url: a.wa_url.clone(),
+            wa_trust,
+            shutdown_deadline: positive("STAYLINKED_SHUTDOWN_DEADLINE", a.shutdown_deadline)?,
+            holder_id: a.holder_id.clone().filter(|h| !h.is_empty()).unwrap_or_else(default_holder_id),
+            hydrate_concurrency: a.hydrate_concurrency,
+            lease_ttl: positive("STAYLINKED_LEASE_TTL", a.lease_ttl)?,
+            held_retry: positive("STAYLINKED_HELD_RETRY", a.held_retry)?,
+            connect_stagger: Duration::from_millis(a.connect_stagger_ms),
+            keepalive: positive("STAYLINKED_KEEPALIVE", a.keepalive)?,
+        })
+    }
+
+    /// A config for tests and the demo: memory store, open API, 127.0.0.1:0, the given
+    /// simulator.
+    pub fn for_simulator(wa_url: String, root_public: [u8; 32], holder_id: &str) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            store: StoreConfig::Memory,
+            api_key: None,
+            master_key: None,
+            wa_url,
+            wa_trust: TrustAnchor { root_public, root_serial: 0 },
+            shutdown_deadline: Duration::from_secs(8),
+            holder_id: holder_id.to_owned(),
+            hydrate_concurrency: 16,
+            lease_ttl: Duration::from_secs(30),
+            held_retry: Duration::from_millis(250),
+            connect_stagger: Duration::from_millis(5),
+            keepalive: KEEPALIVE_INTERVAL,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Root keys parse from 64 hex characters and nothing else.
+    #[test]
+    fn root_key_parsing() {
+        let k = parse_root_key(&"ab".repeat(32)).unwrap();
+        assert_eq!(k, [0xab; 32]);
+        assert!(parse_root_key("abc").is_err());
+        assert!(parse_root_key(&"zz".repeat(32)).is_err());
+        assert!(parse_root_key(&"é".repeat(32)).is_err());
+    }
+
+    /// Durations parse with or without a unit (the deploy files write `8s`).
+    #[test]
+    fn duration_parsing() {
+        assert_eq!(parse_duration("8"), Ok(Duration::from_secs(8)));
+        assert_eq!(parse_duration("8s"), Ok(Duration::from_secs(8)));
+        assert_eq!(parse_duration("7500ms"), Ok(Duration::from_millis(7500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration(" 2.5 "), Ok(Duration::from_millis(2500)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    /// Two processes on one host (or two containers with pid 1 and one hostname) never share a
+    /// default holder id.
+    #[test]
+    fn default_holder_ids_are_unique() {
+        assert_ne!(default_holder_id(), default_holder_id());
+    }
+}

@@ -1,0 +1,295 @@
+//! One connection of a tenant, run by its actor: dial the WebSocket, feed the sans-IO client,
+//! and apply its outputs strictly in order. Every `Persist` is committed (fenced) before any
+//! later output; a failing store blocks the tenant with backoff and nothing after the delta is
+//! sent (invariant 1). Lease loss closes the socket at once (invariant 2); shutdown stops
+//! reading, drains the pending outputs (committing every delta) and closes (invariant 5).
+//!
+//! No reconnect decisions here (`host::policy`), no status-doc policy (`host::tenant`).
+
+use std::time::Duration;
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use rand::SeedableRng as _;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+
+use super::clock;
+use super::lease::LeaseGuard;
+use super::persist::{self, StorePersister};
+use super::state::{CommandError, LinkMethod, QrView, TenantCommand, TenantState};
+use super::tenant::Actor;
+use crate::conn::DIAL_TIMEOUT;
+use crate::wa::client::{self as wa, Client, ClientConfig, DisconnectReason, Event, Output};
+
+/// `Origin` header WA Web sends.
+const ORIGIN: &str = "https://web.whatsapp.com";
+
+/// How one connection ended.
+pub(super) enum ConnEnd {
+    /// The host is shutting down; outputs were drained and the socket closed.
+    Shutdown,
+    /// The lease was lost (renewal fenced or a commit fenced); the socket is closed.
+    LeaseLost,
+    /// The connection ended for `reason`.
+    Closed {
+        /// Why.
+        reason: DisconnectReason,
+        /// How long it was logged in, if it was.
+        connected_for: Option<Duration>,
+    },
+}
+
+impl Actor {
+    /// Runs one connection with `creds` under `guard`.
+    pub(super) async fn connect_once(&mut self, guard: &LeaseGuard, creds: wa::Creds) -> ConnEnd {
+        let cfg = &self.ctx.config;
+        let config = ClientConfig {
+            url: cfg.wa_url.clone(),
+            trust: cfg.wa_trust,
+            keepalive: cfg.keepalive,
+            ..ClientConfig::default()
+        };
+        let keepalive = config.keepalive;
+        let rng = Box::new(rand::rngs::StdRng::from_entropy());
+        let mut client = Client::new(config, creds, rng, clock::now(), clock::unix_secs());
+        let persister = StorePersister::new(
+            self.ctx.store.clone(),
+            self.id.clone(),
+            guard.fence(),
+            self.ctx.metrics.clone(),
+        );
+
+        let mut req = match client.config().url.as_str().into_client_request() {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "bad websocket url");
+                return ConnEnd::Closed { reason: DisconnectReason::ConnectTimeout, connected_for: None };
+            }
+        };
+        req.headers_mut().insert("Origin", HeaderValue::from_static(ORIGIN));
+        let dial = tokio::time::timeout(DIAL_TIMEOUT, tokio_tungstenite::connect_async(req));
+        let mut ws = tokio::select! {
+            () = self.cancel.cancelled() => return ConnEnd::Shutdown,
+            () = guard.lost().cancelled() => return ConnEnd::LeaseLost,
+            r = dial => match r {
+                Ok(Ok((ws, _))) => ws,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "websocket dial failed");
+                    return ConnEnd::Closed { reason: DisconnectReason::ConnectionClosed, connected_for: None };
+                }
+                Err(_) => return ConnEnd::Closed { reason: DisconnectReason::ConnectTimeout, connected_for: None },
+            },
+        };
+        client.connect(clock::now());
+        let mut last_inbound = tokio::time::Instant::now();
+        let mut logged_in_at: Option<tokio::time::Instant> = None;
+        let mut closing = false;
+        let mut commit_failures = 0u32;
+        loop {
+            while let Some(out) = client.poll_output() {
+                match out {
+                    Output::Persist(delta) => {
+                        // Invariant 1: nothing after this delta happens until it is durable.
+                        loop {
+                            match persister.commit(&delta).await {
+                                Ok(_) => {
+                                    commit_failures = 0;
+                                    break;
+                                }
+                                Err(e) if e.is_fenced() => {
+                                    tracing::warn!(error = %e, "commit fenced: lease lost");
+                                    guard.mark_lost();
+                                    let _ = ws.close(None).await;
+                                    return ConnEnd::LeaseLost;
+                                }
+                                Err(e) => {
+                                    commit_failures = commit_failures.saturating_add(1);
+                                    self.view.send_modify(|v| {
+                                        v.commit_failures += 1;
+                                        v.error =
+                                            Some(format!("store commit failing; progress blocked: {e}"));
+                                    });
+                                    tracing::warn!(error = %e, attempt = commit_failures, "commit failed; blocked, retrying");
+                                    if self.cancel.is_cancelled() && commit_failures > 3 {
+                                        // Shutting down and the store is gone: nothing that
+                                        // depends on the delta was sent; the server redelivers.
+                                        let _ = ws.close(None).await;
+                                        return ConnEnd::Shutdown;
+                                    }
+                                    tokio::select! {
+                                        () = guard.lost().cancelled() => {
+                                            let _ = ws.close(None).await;
+                                            return ConnEnd::LeaseLost;
+                                        }
+                                        () = tokio::time::sleep(persist::commit_retry_delay(commit_failures)) => {}
+                                    }
+                                }
+                            }
+                        }
+                        if let wa::Delta::Creds(c) = &delta
+                            && c.is_paired()
+                        {
+                            self.creds = Some((**c).clone());
+                        }
+                    }
+                    Output::Send(bytes) => {
+                        if ws.send(Message::Binary(bytes.into())).await.is_err() {
+                            client.handle_closed(clock::now());
+                        }
+                    }
+                    Output::Event(ev) => self.on_event(&mut client, ev, &mut logged_in_at).await,
+                    Output::Close(reason) => {
+                        let _ = ws.close(None).await;
+                        if self.cancel.is_cancelled() {
+                            return ConnEnd::Shutdown;
+                        }
+                        return ConnEnd::Closed { reason, connected_for: logged_in_at.map(|t| t.elapsed()) };
+                    }
+                }
+            }
+            let deadline = client.poll_timeout().map(tokio::time::Instant::from_std);
+            // Watchdog: no inbound frame for two keepalive intervals → the socket is dead.
+            let watchdog = last_inbound + keepalive * 2;
+            tokio::select! {
+                biased;
+                () = self.cancel.cancelled(), if !closing => {
+                    // Stop reading: close now; outputs queued before the close (and their
+                    // deltas) are drained in order by the loop above.
+                    closing = true;
+                    client.disconnect(clock::now());
+                }
+                () = guard.lost().cancelled() => {
+                    let _ = ws.close(None).await;
+                    return ConnEnd::LeaseLost;
+                }
+                msg = ws.next(), if !closing => match msg {
+                    Some(Ok(Message::Binary(b))) => {
+                        last_inbound = tokio::time::Instant::now();
+                        client.handle_data(clock::now(), &b);
+                    }
+                    Some(Ok(Message::Close(_)) | Err(_)) | None => client.handle_closed(clock::now()),
+                    Some(Ok(_)) => last_inbound = tokio::time::Instant::now(),
+                },
+                () = sleep_until_opt(deadline) => client.handle_timeout(clock::now()),
+                () = tokio::time::sleep_until(watchdog), if !closing => {
+                    tracing::warn!("watchdog: no inbound frame for two keepalive intervals");
+                    client.handle_closed(clock::now());
+                }
+                cmd = self.commands.recv(), if !closing => match cmd {
+                    Some(c) => self.live_command(&mut client, c),
+                    None => { closing = true; client.disconnect(clock::now()); }
+                },
+            }
+        }
+    }
+
+    fn live_command(&mut self, client: &mut Client, cmd: TenantCommand) {
+        match cmd {
+            TenantCommand::Link { method, reply } => {
+                let r = if self.creds.is_some() {
+                    Err(CommandError::AlreadyLinked)
+                } else {
+                    if let LinkMethod::Code { phone } = &method
+                        && self.view.borrow().qr.is_some()
+                    {
+                        let _ = client.request_pair_code(clock::now(), phone);
+                    }
+                    self.link = Some(method);
+                    Ok(())
+                };
+                let _ = reply.send(r);
+            }
+            TenantCommand::Logout { reply } | TenantCommand::Delete { reply } if self.creds.is_none() => {
+                let _ = reply.send(Err(CommandError::NotLinked));
+            }
+            cmd @ (TenantCommand::Logout { .. } | TenantCommand::Delete { .. }) => {
+                let reply = match cmd {
+                    TenantCommand::Delete { reply } => {
+                        self.delete_requested = true;
+                        reply
+                    }
+                    TenantCommand::Logout { reply } | TenantCommand::Link { reply, .. } => reply,
+                };
+                // The connection ends with LocalLogout; keys are cleared by the policy step. Not
+                // logged in yet: log out as soon as it is (a local-only close would leave the
+                // device on the phone).
+                if client.is_logged_in() {
+                    client.logout(clock::now());
+                } else {
+                    self.logout_requested = true;
+                }
+                let _ = reply.send(Ok(()));
+            }
+        }
+    }
+
+    async fn on_event(
+        &mut self,
+        client: &mut Client,
+        ev: Event,
+        logged_in_at: &mut Option<tokio::time::Instant>,
+    ) {
+        match ev {
+            Event::Qr(qr) => {
+                let first = self.view.borrow().qr.is_none();
+                let ttl = if first { wa::FIRST_QR_TTL } else { wa::NEXT_QR_TTL };
+                let expires_at_ms = clock::unix_ms() + clock::ms(ttl);
+                self.view.send_modify(|v| v.qr = Some(QrView { qr, expires_at_ms }));
+                if first && let Some(LinkMethod::Code { phone }) = &self.link {
+                    let _ = client.request_pair_code(clock::now(), phone);
+                }
+                tracing::info!("qr ready");
+            }
+            Event::PairCode(code) => {
+                self.view.send_modify(|v| v.pair_code = Some(code));
+                tracing::info!("pair code ready");
+            }
+            Event::Paired { jid } => {
+                self.ctx.metrics.count_pairing();
+                self.link = None;
+                let now = clock::unix_ms();
+                if !self.status.devices_registered.contains(&jid) {
+                    self.status.devices_registered.push(jid.clone());
+                }
+                self.status.me = Some(jid.clone());
+                self.status.linked_at = Some(now);
+                self.view.send_modify(|v| {
+                    v.me = Some(jid.clone());
+                    v.qr = None;
+                    v.pair_code = None;
+                    v.devices_registered.clone_from(&self.status.devices_registered);
+                });
+                tracing::info!("paired");
+                self.write_status().await;
+                self.event("paired", "device linked".to_owned()).await;
+            }
+            Event::LoggedIn => {
+                *logged_in_at = Some(tokio::time::Instant::now());
+                if self.logged_in_before || self.status.last_connected_at.is_some() {
+                    self.status.reconnects = self.status.reconnects.saturating_add(1);
+                }
+                self.logged_in_before = true;
+                let now = clock::unix_ms();
+                self.status.last_connected_at = Some(now);
+                let reconnects = self.status.reconnects;
+                self.view.send_modify(|v| {
+                    v.reconnects = reconnects;
+                    v.last_connected_at = Some(clock::rfc3339(now));
+                });
+                self.set_state(TenantState::Connected, None).await;
+                if self.logout_requested {
+                    client.logout(clock::now());
+                }
+            }
+            Event::Ready { offline } => tracing::debug!(offline, "ready"),
+        }
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}

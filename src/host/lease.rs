@@ -1,0 +1,191 @@
+//! Tenant leases (invariant 2): acquire before any connection, renew in the background, and
+//! signal loss at once so the tenant closes its socket; release on shutdown or when the tenant
+//! goes idle.
+//!
+//! Owns the renewal task only; it never touches the socket (the actor watches
+//! [`LeaseGuard::lost`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::Ctx;
+use super::metrics::Metrics;
+use crate::store::{Lease, Store, StoreError};
+use crate::types::{FencingToken, TenantId};
+
+/// Outcome of an acquisition attempt.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Acquired {
+    /// We hold it; renewal runs in the background.
+    Held(LeaseGuard),
+    /// Another live holder owns it until `expires_at_ms` (store clock, unix ms).
+    Elsewhere {
+        /// The holder.
+        holder: String,
+        /// When its lease expires.
+        expires_at_ms: u64,
+    },
+}
+
+/// A held lease with its renewal task.
+#[derive(Debug)]
+pub struct LeaseGuard {
+    tenant: TenantId,
+    lease: Lease,
+    ttl: Duration,
+    lost: CancellationToken,
+    stop: CancellationToken,
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+}
+
+/// Acquires `tenant`'s lease for `holder` and starts renewing it every `ttl / 3`.
+///
+/// # Errors
+/// Store failures other than `LeaseHeld` (which is [`Acquired::Elsewhere`]).
+pub async fn acquire(ctx: &Ctx, tenant: &TenantId) -> Result<Acquired, StoreError> {
+    let (store, holder, ttl) = (&ctx.store, ctx.config.holder_id.as_str(), ctx.config.lease_ttl);
+    let lease = match store.acquire_lease(tenant, holder, ttl).await {
+        Ok(l) => l,
+        Err(StoreError::LeaseHeld { holder, expires_at_ms, .. }) => {
+            return Ok(Acquired::Elsewhere { holder, expires_at_ms });
+        }
+        Err(e) => return Err(e),
+    };
+    tracing::info!(epoch = lease.epoch, "lease acquired");
+    let guard = LeaseGuard {
+        tenant: tenant.clone(),
+        lease,
+        ttl,
+        lost: CancellationToken::new(),
+        stop: CancellationToken::new(),
+        store: Arc::clone(store),
+        metrics: Arc::clone(&ctx.metrics),
+    };
+    ctx.spawn(renew_loop(
+        Arc::clone(store),
+        tenant.clone(),
+        guard.lease.clone(),
+        ttl,
+        guard.lost.clone(),
+        guard.stop.clone(),
+        Arc::clone(&ctx.metrics),
+    ));
+    Ok(Acquired::Held(guard))
+}
+
+async fn renew_loop(
+    store: Arc<dyn Store>,
+    tenant: TenantId,
+    lease: Lease,
+    ttl: Duration,
+    lost: CancellationToken,
+    stop: CancellationToken,
+    metrics: Arc<Metrics>,
+) {
+    let every = ttl / 3;
+    let mut last_ok = tokio::time::Instant::now();
+    let mut wait = every;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+        match store.renew_lease(&tenant, &lease, ttl).await {
+            Ok(_) => {
+                last_ok = tokio::time::Instant::now();
+                wait = every;
+            }
+            Err(e) if e.is_fenced() => {
+                tracing::warn!(tenant_id = %tenant, epoch = lease.epoch, error = %e, "lease lost");
+                signal_loss(&lost, &metrics);
+                return;
+            }
+            Err(e) => {
+                // We cannot prove we still hold it once it may have expired: give it up
+                // before another process can take it over.
+                if last_ok.elapsed() + every >= ttl {
+                    tracing::warn!(tenant_id = %tenant, error = %e, "lease could not be renewed before expiry");
+                    signal_loss(&lost, &metrics);
+                    return;
+                }
+                tracing::warn!(tenant_id = %tenant, error = %e, "lease renewal failed; retrying");
+                wait = Duration::from_secs(1).min(every);
+            }
+        }
+    }
+}
+
+/// Cancels `lost` and counts the loss once, whoever notices it first.
+fn signal_loss(lost: &CancellationToken, metrics: &Metrics) {
+    if !lost.is_cancelled() {
+        metrics.count_lease_loss();
+        lost.cancel();
+    }
+}
+
+impl LeaseGuard {
+    /// Marks the lease lost (a fenced commit proved another holder took over).
+    pub fn mark_lost(&self) {
+        signal_loss(&self.lost, &self.metrics);
+    }
+
+    /// The fencing token every commit under this lease carries.
+    pub fn fence(&self) -> FencingToken {
+        self.lease.fence()
+    }
+
+    /// The lease as acquired.
+    pub fn lease(&self) -> &Lease {
+        &self.lease
+    }
+
+    /// Cancelled the moment the lease is lost.
+    pub fn lost(&self) -> &CancellationToken {
+        &self.lost
+    }
+
+    /// Renews now (after a 440): `Ok(true)` while we still hold it; `Ok(false)` and
+    /// [`lost`](Self::lost) cancelled when another holder took over.
+    ///
+    /// # Errors
+    /// Transient store failures.
+    pub async fn recheck(&self) -> Result<bool, StoreError> {
+        match self.store.renew_lease(&self.tenant, &self.lease, self.ttl).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_fenced() => {
+                self.mark_lost();
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Stops renewing and gives the lease up (bumping the epoch, so nothing of ours can land
+    /// afterwards). A lease already lost is not released.
+    ///
+    /// # Errors
+    /// The store's release error.
+    pub async fn release(self) -> Result<(), StoreError> {
+        self.stop.cancel();
+        if self.lost.is_cancelled() {
+            return Ok(());
+        }
+        let r = self.store.release_lease(&self.tenant, &self.lease).await;
+        if r.is_ok() {
+            tracing::info!(epoch = self.lease.epoch, "lease released");
+        }
+        r
+    }
+}
+
+impl Drop for LeaseGuard {
+    fn drop(&mut self) {
+        // A guard dropped without release (crash path) still stops its renewal, so the lease
+        // expires and another process can take over.
+        self.stop.cancel();
+    }
+}

@@ -1,0 +1,130 @@
+//! The hydrate-and-run host: opens the store, hydrates every tenant with bounded concurrency,
+//! runs one actor per tenant (lease, connection, reconnect policy, watchdog), serves the HTTP
+//! API and shuts down as a flush on SIGTERM/SIGINT.
+//!
+//! Submodules: [`supervisor`] (cold start, registry), [`tenant`] (the actor), `connection`
+//! (one socket), [`policy`] (pure reconnect table), [`lease`], [`persist`] (the only
+//! core↔store conversion), [`shutdown`], [`metrics`], [`state`] (views and commands),
+//! [`clock`]. Must not contain protocol logic (that is `wa/`) or storage logic (`store/`).
+
+pub mod clock;
+mod connection;
+pub mod lease;
+pub mod metrics;
+pub mod persist;
+pub mod policy;
+pub mod shutdown;
+pub mod state;
+pub mod supervisor;
+pub mod tenant;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use shutdown::ShutdownSummary;
+pub use supervisor::{Host, Progress, Registry};
+
+use crate::config::Config;
+use crate::store::{self, Store, StoreConfig, StoreError};
+
+/// Shared, read-only context of every tenant task.
+#[derive(Debug)]
+pub struct Ctx {
+    /// Configuration.
+    pub config: Config,
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// Metrics.
+    pub metrics: Arc<metrics::Metrics>,
+    /// Every task of the host (no untracked spawns).
+    pub tracker: TaskTracker,
+    /// Cancelled at shutdown; each tenant holds a child token.
+    pub root: CancellationToken,
+    /// Abort handles of every spawned task, for [`Host::crash`] (the SIGKILL stand-in).
+    pub(crate) aborts: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
+}
+
+impl Ctx {
+    /// Spawns `fut` on the tracker (never an untracked spawn) and remembers how to abort it.
+    pub fn spawn<F>(&self, fut: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let h = self.tracker.spawn(fut);
+        if let Ok(mut v) = self.aborts.lock() {
+            v.retain(|a| !a.is_finished());
+            v.push(h.abort_handle());
+        }
+    }
+}
+
+/// The host failed to start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HostError {
+    /// The store could not be opened (configuration, unreachable backend).
+    #[error("cannot open the store")]
+    Store(#[source] StoreError),
+    /// The HTTP listener could not be bound.
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Opens the configured store; a master key given in the config wins over the environment.
+///
+/// # Errors
+/// [`HostError::Store`].
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, HostError> {
+    let clock: Arc<dyn store::StoreClock> = Arc::new(store::SystemClock);
+    let given = config
+        .master_key
+        .as_deref()
+        .map(|k| store::crypt::MasterKey::from_base64(k).map(|m| store::crypt::Keyring::new(&m, &[])))
+        .transpose()
+        .map_err(HostError::Store)?;
+    match (&config.store, given) {
+        (StoreConfig::Embedded { path }, Some(ring)) => {
+            let s = store::embedded::EmbeddedStore::open(path, Arc::new(ring), clock)
+                .await
+                .map_err(HostError::Store)?;
+            Ok(Arc::new(s))
+        }
+        (StoreConfig::Memory, Some(ring)) => {
+            Ok(Arc::new(store::memory::MemoryStore::new(Arc::new(ring), clock)))
+        }
+        #[cfg(feature = "firestore")]
+        (StoreConfig::Firestore { project, database }, Some(ring)) => {
+            let opts =
+                store::firestore::FirestoreOptions::new(project.clone()).with_database(database.clone());
+            let s = store::firestore::FirestoreStore::connect(opts, Arc::new(ring), clock)
+                .await
+                .map_err(HostError::Store)?;
+            Ok(Arc::new(s))
+        }
+        (cfg, _) => store::open(cfg).await.map_err(HostError::Store),
+    }
+}
+
+/// Runs a host until `shutdown` resolves, then shuts it down as a flush (invariant 5).
+///
+/// # Errors
+/// [`HostError`] when the store or the listener cannot be opened.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<ShutdownSummary, HostError> {
+    let store = open_store(&config).await?;
+    let host = Host::start(config, store).await?;
+    shutdown.await;
+    Ok(host.shutdown().await)
+}
+
+/// The default shutdown deadline (below Cloud Run's 10 s grace).
+pub const DEFAULT_SHUTDOWN_DEADLINE: Duration = Duration::from_secs(8);

@@ -1,0 +1,268 @@
+//! The one place where the protocol core's persistence types meet the store's: converts
+//! [`wa::client::Creds`](crate::wa::client::Creds) / [`wa::client::Delta`](crate::wa::client::Delta)
+//! to and from [`store::Creds`] / [`store::DeltaBatch`],
+//! and commits each delta with the tenant's fencing token ([`StorePersister`], which also
+//! implements [`conn::Persister`](crate::conn::Persister)).
+//!
+//! The two `Creds` types were written separately (the core's holds typed keys, the store's
+//! holds opaque bytes); nothing else in the crate converts between them. No policy here: a
+//! failed commit is returned to the caller, which decides to retry or stop.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prost::Message as _;
+use zeroize::Zeroizing;
+
+use super::metrics::Metrics;
+use crate::conn::{PersistError, Persister};
+use crate::store::{self, DeltaBatch, KeyRef, SecretBytes, Store, StoreError};
+use crate::types::{FencingToken, TenantId};
+use crate::wa::client::{self as wa, creds::SignedPreKey};
+use crate::wa::noise::KeyPair;
+
+/// Stored credentials that cannot be turned back into the core's creds.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CredsError {
+    /// A key field has the wrong length (store corruption or a foreign writer).
+    #[error("stored {field} is {len} bytes, expected {want}")]
+    BadLength {
+        /// Which field.
+        field: &'static str,
+        /// Its length.
+        len: usize,
+        /// The required length.
+        want: usize,
+    },
+    /// A stored public key does not match its private key.
+    #[error("stored {field} public key does not match its private key")]
+    KeyMismatch {
+        /// Which key pair.
+        field: &'static str,
+    },
+    /// The stored account identity does not decode (or carries no account key).
+    #[error("stored account identity is unusable: {detail}")]
+    Account {
+        /// What is wrong.
+        detail: String,
+    },
+}
+
+fn arr<const N: usize>(field: &'static str, b: &[u8]) -> Result<[u8; N], CredsError> {
+    <[u8; N]>::try_from(b).map_err(|_| CredsError::BadLength { field, len: b.len(), want: N })
+}
+
+fn key_pair_to_store(k: &KeyPair) -> store::model::KeyPair {
+    store::model::KeyPair {
+        public: k.public().to_vec(),
+        private: SecretBytes::new(k.private().to_bytes().to_vec()),
+    }
+}
+
+fn key_pair_from_store(field: &'static str, k: &store::model::KeyPair) -> Result<KeyPair, CredsError> {
+    let private = Zeroizing::new(arr::<32>(field, k.private.expose())?);
+    let pair = KeyPair::from_private_bytes(*private);
+    if pair.public().as_slice() != k.public.as_slice() {
+        return Err(CredsError::KeyMismatch { field });
+    }
+    Ok(pair)
+}
+
+/// The core's creds as the store's record.
+pub fn creds_to_store(c: &wa::Creds) -> store::Creds {
+    store::Creds {
+        noise_key: key_pair_to_store(&c.noise_key),
+        identity_key: key_pair_to_store(&c.identity_key),
+        registration_id: c.registration_id,
+        signed_pre_key: store::model::SignedPreKey {
+            id: c.signed_pre_key.key.id,
+            key_pair: key_pair_to_store(&c.signed_pre_key.key.key),
+            signature: c.signed_pre_key.signature.to_vec(),
+        },
+        adv_secret: SecretBytes::new(c.adv_secret.to_vec()),
+        me: c.me.as_ref().map(|m| store::model::Me { jid: m.jid.clone(), lid: m.lid.clone() }),
+        account: c.me.as_ref().map(|m| m.account.clone()),
+        platform: c.me.as_ref().and_then(|m| m.platform.clone()),
+        push_name: None,
+        next_pre_key_id: c.next_pre_key_id,
+        first_unuploaded_pre_key_id: c.next_pre_key_id,
+        my_app_state_key_id: None,
+        routing_info: None,
+        last_prop_hash: None,
+    }
+}
+
+/// The store's record as the core's creds. The primary's account key is read back out of the
+/// stored `ADVSignedDeviceIdentity` (the store keeps the identity, not the key separately).
+///
+/// # Errors
+/// [`CredsError`] when a field does not fit (never falls back to fresh creds).
+pub fn creds_from_store(c: &store::Creds) -> Result<wa::Creds, CredsError> {
+    let me = match &c.me {
+        None => None,
+        Some(m) => {
+            let account =
+                c.account.clone().ok_or_else(|| CredsError::Account { detail: "missing".into() })?;
+            let ident = crate::wa::proto::AdvSignedDeviceIdentity::decode(account.as_slice())
+                .map_err(|e| CredsError::Account { detail: e.to_string() })?;
+            let key = ident
+                .account_signature_key
+                .as_deref()
+                .ok_or_else(|| CredsError::Account { detail: "no account signature key".into() })?;
+            Some(wa::Me {
+                jid: m.jid.clone(),
+                lid: m.lid.clone(),
+                account,
+                account_key: arr::<32>("account key", key)?,
+                platform: c.platform.clone(),
+            })
+        }
+    };
+    Ok(wa::Creds {
+        noise_key: key_pair_from_store("noise key", &c.noise_key)?,
+        identity_key: key_pair_from_store("identity key", &c.identity_key)?,
+        registration_id: c.registration_id,
+        signed_pre_key: SignedPreKey {
+            key: wa::PreKey {
+                id: c.signed_pre_key.id,
+                key: key_pair_from_store("signed pre-key", &c.signed_pre_key.key_pair)?,
+            },
+            signature: arr::<64>("signed pre-key signature", &c.signed_pre_key.signature)?,
+        },
+        adv_secret: Zeroizing::new(arr::<32>("adv secret", c.adv_secret.expose())?),
+        me,
+        next_pre_key_id: c.next_pre_key_id,
+    })
+}
+
+/// One core delta as a store batch (all or nothing).
+pub fn delta_to_batch(d: &wa::Delta) -> DeltaBatch {
+    let mut batch = DeltaBatch::new();
+    match d {
+        wa::Delta::Creds(c) => batch.push(store::Delta::CredsPut(Box::new(creds_to_store(c)))),
+        wa::Delta::PreKeys(keys) => {
+            for k in keys {
+                batch.push(store::Delta::KeyPut {
+                    key: KeyRef::PreKey(k.id),
+                    value: SecretBytes::new(k.key.private().to_bytes().to_vec()),
+                });
+            }
+        }
+    }
+    batch
+}
+
+/// Commits a tenant's deltas with its lease's fencing token.
+#[derive(Debug, Clone)]
+pub struct StorePersister {
+    store: Arc<dyn Store>,
+    tenant: TenantId,
+    fence: FencingToken,
+    metrics: Arc<Metrics>,
+}
+
+impl StorePersister {
+    /// A persister for `tenant` holding the lease epoch `fence`.
+    pub fn new(store: Arc<dyn Store>, tenant: TenantId, fence: FencingToken, metrics: Arc<Metrics>) -> Self {
+        Self { store, tenant, fence, metrics }
+    }
+
+    /// Commits one delta; returns how many store deltas landed.
+    ///
+    /// # Errors
+    /// The store's error, typed (`Fenced` means the lease is lost).
+    pub async fn commit(&self, delta: &wa::Delta) -> Result<usize, StoreError> {
+        let batch = delta_to_batch(delta);
+        let started = tokio::time::Instant::now();
+        let r = self.store.commit(&self.tenant, self.fence, &batch).await;
+        self.metrics.observe_commit(started.elapsed(), r.is_ok(), batch.len());
+        r.map(|()| batch.len())
+    }
+}
+
+impl Persister for StorePersister {
+    async fn persist(&mut self, delta: &wa::Delta) -> Result<(), PersistError> {
+        self.commit(delta).await.map(|_| ()).map_err(|e| PersistError(e.to_string()))
+    }
+}
+
+/// Backoff between retries of a failed commit (the tenant is blocked meanwhile).
+pub(crate) fn commit_retry_delay(failures: u32) -> Duration {
+    Duration::from_millis(100).saturating_mul(1u32 << failures.min(6)).min(Duration::from_secs(5))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    /// Fresh creds survive the round trip through the store record unchanged.
+    #[test]
+    fn unpaired_creds_round_trip() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let c = wa::Creds::generate(&mut rng);
+        let back = creds_from_store(&creds_to_store(&c)).unwrap();
+        assert_eq!(back.noise_key.public(), c.noise_key.public());
+        assert_eq!(back.identity_key.public(), c.identity_key.public());
+        assert_eq!(back.signed_pre_key.signature, c.signed_pre_key.signature);
+        assert_eq!(*back.adv_secret, *c.adv_secret);
+        assert_eq!((back.registration_id, back.next_pre_key_id), (c.registration_id, c.next_pre_key_id));
+        assert!(back.me.is_none());
+    }
+
+    /// Paired creds keep `me`, the account identity and the account key derived from it.
+    #[test]
+    fn paired_creds_round_trip() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(8);
+        let mut c = wa::Creds::generate(&mut rng);
+        let ident = crate::wa::proto::AdvSignedDeviceIdentity {
+            details: Some(vec![1, 2]),
+            account_signature_key: Some(vec![9; 32]),
+            account_signature: Some(vec![3; 64]),
+            device_signature: Some(vec![4; 64]),
+        };
+        c.me = Some(wa::Me {
+            jid: "15550001111:2@s.whatsapp.net".into(),
+            lid: None,
+            account: ident.encode_to_vec(),
+            account_key: [9; 32],
+            platform: Some("android".into()),
+        });
+        let back = creds_from_store(&creds_to_store(&c)).unwrap();
+        assert_eq!(back.me, c.me);
+    }
+
+    /// Corrupt stored creds are an error value, never fresh creds or a panic.
+    #[test]
+    fn corrupt_creds_are_errors() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        let mut s = creds_to_store(&wa::Creds::generate(&mut rng));
+        s.adv_secret = SecretBytes::new(vec![1, 2, 3]);
+        assert!(matches!(creds_from_store(&s), Err(CredsError::BadLength { field: "adv secret", .. })));
+        let mut s = creds_to_store(&wa::Creds::generate(&mut rng));
+        s.noise_key.public = vec![0; 32];
+        assert_eq!(creds_from_store(&s).unwrap_err(), CredsError::KeyMismatch { field: "noise key" });
+        let mut s = creds_to_store(&wa::Creds::generate(&mut rng));
+        s.me = Some(store::model::Me { jid: "1@s.whatsapp.net".into(), lid: None });
+        s.account = Some(vec![0xff, 0xff]);
+        assert!(matches!(creds_from_store(&s), Err(CredsError::Account { .. })));
+    }
+
+    /// Pre-key deltas become one key put per pre-key, in order, in one batch.
+    #[test]
+    fn prekeys_become_key_puts() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(10);
+        let keys = (5..8).map(|id| wa::PreKey { id, key: KeyPair::generate(&mut rng) }).collect();
+        let b = delta_to_batch(&wa::Delta::PreKeys(keys));
+        let ids: Vec<_> = b
+            .deltas
+            .iter()
+            .map(|d| match d {
+                store::Delta::KeyPut { key: KeyRef::PreKey(id), .. } => *id,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(ids, vec![5, 6, 7]);
+    }
+}

@@ -1,0 +1,225 @@
+//! What the outside world sees of a tenant and may ask of it: [`TenantState`], the
+//! [`TenantView`] published on the actor's `watch` channel, and the [`TenantCommand`]s sent on
+//! its bounded `mpsc`.
+//!
+//! Data only; the actor (`host::tenant`) owns every transition.
+
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+use crate::store::model::LinkState;
+use crate::types::TenantId;
+
+/// A tenant's lifecycle state (API `state` field; the status doc's `state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum TenantState {
+    /// No creds; waits for a link request.
+    Unlinked,
+    /// A link was requested: showing QR refs / waiting for the pair code.
+    Linking,
+    /// Linked; dialing or logging in.
+    Connecting,
+    /// Logged in.
+    Connected,
+    /// Linked; waiting before the next attempt.
+    Backoff,
+    /// Another live process holds the lease; not connected here.
+    HeldElsewhere,
+    /// The device was unlinked (401) or logged out; keys cleared; waits for a link request.
+    LoggedOut,
+    /// The account is banned; stopped.
+    Banned,
+    /// The tenant's state failed to load, or the server refused it for good; see `error`.
+    Error,
+}
+
+impl TenantState {
+    /// Every state, in API order (for metrics).
+    pub const ALL: [Self; 9] = [
+        Self::Unlinked,
+        Self::Linking,
+        Self::Connecting,
+        Self::Connected,
+        Self::Backoff,
+        Self::HeldElsewhere,
+        Self::LoggedOut,
+        Self::Banned,
+        Self::Error,
+    ];
+
+    /// The stable snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unlinked => "unlinked",
+            Self::Linking => "linking",
+            Self::Connecting => "connecting",
+            Self::Connected => "connected",
+            Self::Backoff => "backoff",
+            Self::HeldElsewhere => "held_elsewhere",
+            Self::LoggedOut => "logged_out",
+            Self::Banned => "banned",
+            Self::Error => "error",
+        }
+    }
+
+    /// The status-doc state.
+    pub fn link_state(self) -> LinkState {
+        match self {
+            Self::Unlinked => LinkState::Unlinked,
+            Self::Linking => LinkState::Pairing,
+            Self::Connecting => LinkState::Connecting,
+            Self::Connected => LinkState::Connected,
+            Self::Backoff => LinkState::Backoff,
+            Self::HeldElsewhere => LinkState::HeldElsewhere,
+            Self::LoggedOut => LinkState::LoggedOut,
+            Self::Banned => LinkState::Banned,
+            Self::Error => LinkState::Error,
+        }
+    }
+}
+
+/// The last disconnect as shown by the API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DisconnectView {
+    /// Code (Baileys numbering: 401, 428, 440, 515, ...).
+    pub code: u16,
+    /// Reason text.
+    pub reason: String,
+    /// When (RFC 3339).
+    pub at: String,
+}
+
+/// The QR currently showing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QrView {
+    /// The raw QR string (`ref,noise,identity,adv[,type]`).
+    pub qr: String,
+    /// When the phone stops accepting it (unix ms).
+    pub expires_at_ms: u64,
+}
+
+/// A tenant as published by its actor (cheap to clone; read by the API without touching the
+/// actor or the store).
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantView {
+    /// Tenant id.
+    pub id: TenantId,
+    /// Lifecycle state.
+    pub state: TenantState,
+    /// Our device JID once linked.
+    pub me: Option<String>,
+    /// Webhook URL given at creation.
+    pub webhook_url: Option<String>,
+    /// Last disconnect.
+    pub last_disconnect: Option<DisconnectView>,
+    /// Last successful login (RFC 3339).
+    pub last_connected_at: Option<String>,
+    /// Holder of the lease when it is not us (state `held_elsewhere`), or our holder id.
+    pub lease_holder: Option<String>,
+    /// Our lease epoch while we hold it.
+    pub lease_epoch: Option<u64>,
+    /// Reconnects (logins after the first one of this tenant's history).
+    pub reconnects: u64,
+    /// Every device JID this tenant ever registered (orphans show up here).
+    pub devices_registered: Vec<String>,
+    /// Why the tenant is in `error` (or what blocks it).
+    pub error: Option<String>,
+    /// When the next attempt is due (state `backoff` / `held_elsewhere`), RFC 3339.
+    pub retry_at: Option<String>,
+    /// Next attempt due in this many milliseconds (from when the view was published).
+    pub retry_in_ms: Option<u64>,
+    /// Store commits that failed for this tenant (progress blocked meanwhile).
+    pub commit_failures: u64,
+    /// QR showing now (served by `/qr`, not in the status body).
+    #[serde(skip)]
+    pub qr: Option<QrView>,
+    /// Pair code showing now (served by `/pair-code`).
+    #[serde(skip)]
+    pub pair_code: Option<String>,
+}
+
+impl TenantView {
+    /// A fresh view in `state`.
+    pub fn new(id: TenantId, state: TenantState) -> Self {
+        Self {
+            id,
+            state,
+            me: None,
+            webhook_url: None,
+            last_disconnect: None,
+            last_connected_at: None,
+            lease_holder: None,
+            lease_epoch: None,
+            reconnects: 0,
+            devices_registered: Vec::new(),
+            error: None,
+            retry_at: None,
+            retry_in_ms: None,
+            commit_failures: 0,
+            qr: None,
+            pair_code: None,
+        }
+    }
+}
+
+/// How to link a device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LinkMethod {
+    /// Show QR codes (`GET /qr`).
+    Qr,
+    /// Request a pair code for this phone number (digits only).
+    Code {
+        /// Phone number, digits only.
+        phone: String,
+    },
+}
+
+/// Why a command was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CommandError {
+    /// The tenant already has creds: linking again would create a second device.
+    #[error("tenant already has a linked device")]
+    AlreadyLinked,
+    /// The tenant has no creds.
+    #[error("tenant is not linked")]
+    NotLinked,
+    /// Another process holds the tenant's lease.
+    #[error("tenant lease is held by {holder}")]
+    LeaseHeld {
+        /// The holder.
+        holder: String,
+    },
+    /// The host is shutting down.
+    #[error("host is shutting down")]
+    ShuttingDown,
+    /// The store failed; nothing changed.
+    #[error("store failed: {0}")]
+    Store(String),
+}
+
+/// A request to a tenant actor.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum TenantCommand {
+    /// Link a device (refused with [`CommandError::AlreadyLinked`] when creds exist).
+    Link {
+        /// QR or pair code.
+        method: LinkMethod,
+        /// Answered once the request is accepted (linking continues in the background).
+        reply: oneshot::Sender<Result<(), CommandError>>,
+    },
+    /// Unlink the device (server-side when connected) and clear keys.
+    Logout {
+        /// Answered when the keys are cleared.
+        reply: oneshot::Sender<Result<(), CommandError>>,
+    },
+    /// Log out, clear keys and stop the actor (the tenant is then removed from the host).
+    Delete {
+        /// Answered when done.
+        reply: oneshot::Sender<Result<(), CommandError>>,
+    },
+}
