@@ -128,7 +128,7 @@ impl Registry {
         if self.ctx.store.read_status(&id).await.map_err(CreateError::Store)?.is_some() {
             return Err(CreateError::Exists);
         }
-        let status = TenantStatus { updated_at: clock::unix_ms(), ..TenantStatus::default() };
+        let status = TenantStatus { updated_at: clock::unix_ms(), webhook_url, ..TenantStatus::default() };
         self.ctx.store.write_status(&id, &status).await.map_err(CreateError::Store)?;
         // Check, spawn and insert under one lock: exactly one actor per tenant, even when
         // cold-start hydration finds the status doc we just wrote.
@@ -136,7 +136,7 @@ impl Registry {
         if let Some(existing) = map.get(&id) {
             return Ok(existing.view.borrow().clone());
         }
-        let handle = tenant::spawn(&self.ctx, id.clone(), Initial::Created { webhook_url }, Duration::ZERO);
+        let handle = tenant::spawn(&self.ctx, id.clone(), Initial::Created { status }, Duration::ZERO);
         let view = handle.view.borrow().clone();
         map.insert(id, handle);
         Ok(view)

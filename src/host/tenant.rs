@@ -48,8 +48,8 @@ pub enum Initial {
     Failed(String),
     /// Created through the API just now.
     Created {
-        /// Webhook URL from the create request.
-        webhook_url: Option<String>,
+        /// The status doc just written (carries the webhook URL from the create request).
+        status: TenantStatus,
     },
 }
 
@@ -73,8 +73,9 @@ pub(crate) fn spawn(ctx: &Arc<Ctx>, id: TenantId, initial: Initial, start_delay:
             }
         }
         Initial::Failed(reason) => fail = Some(reason),
-        Initial::Created { webhook_url } => view.webhook_url = webhook_url,
+        Initial::Created { status: s } => status = s,
     }
+    view.webhook_url.clone_from(&status.webhook_url);
     view.me = creds.as_ref().and_then(|c: &wa::Creds| c.me.as_ref().map(|m| m.jid.clone()));
     view.reconnects = status.reconnects;
     view.devices_registered = status.devices_registered.clone();

@@ -97,6 +97,7 @@ fn sample_status() -> TenantStatus {
         reconnects: 2,
         devices_registered: vec!["15550001:3@s.whatsapp.net".into()],
         updated_at: 20,
+        webhook_url: Some("https://hooks.example.com/acme?k=v".into()),
     }
 }
 
