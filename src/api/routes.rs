@@ -299,15 +299,14 @@ pub(super) async fn logout(State(reg): State<Arc<Registry>>, Path(id): Path<Stri
     Ok((StatusCode::ACCEPTED, Json(serde_json::json!({"logging_out": true}))).into_response())
 }
 
-/// `DELETE /v1/tenants/{id}`: logs out first (when linked), then removes the tenant.
+/// `DELETE /v1/tenants/{id}`: logs out first (when linked), then the tenant's actor deletes
+/// all its stored state (creds, keys, outbox, events, status doc) and exits. An unlinked tenant
+/// is deleted before the answer; a linked one once its logout went through.
 pub(super) async fn delete(State(reg): State<Arc<Registry>>, Path(id): Path<String>) -> ApiResult<Response> {
     writes_allowed(&reg)?;
     let (tid, h) = handle(&reg, &id)?;
-    match call(&h, |reply| TenantCommand::Delete { reply }).await? {
-        Ok(()) => reg.forget(&tid),
-        Err(CommandError::NotLinked) => reg.remove(&tid),
-        Err(e) => return Err(command_error(e)),
-    }
+    call(&h, |reply| TenantCommand::Delete { reply }).await?.map_err(command_error)?;
+    reg.forget(&tid);
     Ok(Json(serde_json::json!({"deleted": true})).into_response())
 }
 
