@@ -107,3 +107,37 @@ async fn deleted_tenant_is_gone_after_restart() {
     assert_eq!(r.status, 201, "{:?}", r.json());
     host.shutdown().await;
 }
+
+/// A DELETE while the tenant is linking (QR showing, nothing paired) abandons the link and
+/// deletes the tenant's state: it is no longer listed and the phone was never paired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_while_linking_abandons_the_link() {
+    let sim = sim().await;
+    let store = mem_store();
+    let host = start(&sim, &store, "l1").await;
+    let a = host.api_addr();
+    assert_eq!(http(a, "POST", "/v1/tenants", Some(r#"{"id":"half"}"#), &[]).await.status, 201);
+    assert_eq!(http(a, "POST", "/v1/tenants/half/link", Some(r#"{"method":"qr"}"#), &[]).await.status, 202);
+    poll("qr", || async {
+        (http(a, "GET", "/v1/tenants/half/qr?format=json", None, &[]).await.status == 200).then_some(())
+    })
+    .await;
+    let r = http(a, "DELETE", "/v1/tenants/half", None, &[]).await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    poll("tenant deleted", || async {
+        (!store.list_tenants().await.unwrap().contains(&tid("half"))).then_some(())
+    })
+    .await;
+    let r = http(a, "GET", "/v1/tenants/half", None, &[]).await;
+    assert_eq!((r.status, r.code().as_str()), (404, "tenant_not_found"));
+    assert!(store.list_events(&tid("half")).await.unwrap().is_empty());
+    assert_eq!(stats(&sim).await.pairings, 0);
+    host.shutdown().await;
+    let host = start(&sim, &store, "l2").await;
+    poll("readyz", || async {
+        (http(host.api_addr(), "GET", "/readyz", None, &[]).await.status == 200).then_some(())
+    })
+    .await;
+    assert!(host.registry().list().is_empty(), "deleted tenant came back after restart");
+    host.shutdown().await;
+}
