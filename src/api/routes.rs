@@ -129,12 +129,48 @@ struct CreateBody {
     webhook_url: Option<String>,
 }
 
+/// Longest webhook URL accepted (it is stored in the status doc).
+const WEBHOOK_URL_MAX: usize = 2048;
+
+/// Checks a webhook URL: absolute `http`/`https` with a host, no spaces or control characters,
+/// at most [`WEBHOOK_URL_MAX`] bytes. Returns it trimmed.
+fn validate_webhook_url(raw: &str) -> ApiResult<String> {
+    let url = raw.trim();
+    let bad = |why: &str| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_webhook_url",
+            format!("webhook_url must be an absolute http or https URL with a host: {why}"),
+        )
+    };
+    if url.is_empty() {
+        return Err(bad("it is empty"));
+    }
+    if url.len() > WEBHOOK_URL_MAX {
+        return Err(bad(&format!("it is longer than {WEBHOOK_URL_MAX} bytes")));
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad("it contains whitespace or control characters"));
+    }
+    let uri: Uri = url.parse().map_err(|_| bad("it does not parse as a URL"))?;
+    match uri.scheme_str().map(str::to_ascii_lowercase).as_deref() {
+        Some("http" | "https") => {}
+        Some(other) => return Err(bad(&format!("scheme {other:?} is not http or https"))),
+        None => return Err(bad("it has no scheme")),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(bad("it has no host"));
+    }
+    Ok(url.to_owned())
+}
+
 /// `POST /v1/tenants`.
 pub(super) async fn create(State(reg): State<Arc<Registry>>, body: Bytes) -> ApiResult<Response> {
     writes_allowed(&reg)?;
     let b: CreateBody = json_body(&body)?;
     let id = parse_id(&b.id)?;
-    match reg.create(id.clone(), b.webhook_url).await {
+    let webhook_url = b.webhook_url.as_deref().map(validate_webhook_url).transpose()?;
+    match reg.create(id.clone(), webhook_url).await {
         Ok(view) => Ok((StatusCode::CREATED, Json(view)).into_response()),
         Err(CreateError::Exists) => {
             Err(ApiError::new(StatusCode::CONFLICT, "tenant_exists", format!("tenant {id} already exists")))
@@ -263,14 +299,45 @@ pub(super) async fn logout(State(reg): State<Arc<Registry>>, Path(id): Path<Stri
     Ok((StatusCode::ACCEPTED, Json(serde_json::json!({"logging_out": true}))).into_response())
 }
 
-/// `DELETE /v1/tenants/{id}`: logs out first (when linked), then removes the tenant.
+/// `DELETE /v1/tenants/{id}`: logs out first (when linked), then the tenant's actor deletes
+/// all its stored state (creds, keys, outbox, events, status doc) and exits. An unlinked tenant
+/// is deleted before the answer; a linked one once its logout went through.
 pub(super) async fn delete(State(reg): State<Arc<Registry>>, Path(id): Path<String>) -> ApiResult<Response> {
     writes_allowed(&reg)?;
     let (tid, h) = handle(&reg, &id)?;
-    match call(&h, |reply| TenantCommand::Delete { reply }).await? {
-        Ok(()) => reg.forget(&tid),
-        Err(CommandError::NotLinked) => reg.remove(&tid),
-        Err(e) => return Err(command_error(e)),
-    }
+    call(&h, |reply| TenantCommand::Delete { reply }).await?.map_err(command_error)?;
+    reg.forget(&tid);
     Ok(Json(serde_json::json!({"deleted": true})).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// http/https URLs with a host pass (trimmed); every other shape is `invalid_webhook_url`.
+    #[test]
+    fn webhook_url_validation() {
+        for ok in ["https://example.com/h", "http://10.0.0.1:8080/x?y=1", "  HTTPS://a.b/c  "] {
+            let v = validate_webhook_url(ok).unwrap_or_else(|e| panic!("{ok:?} rejected: {e:?}"));
+            assert_eq!(v, ok.trim());
+        }
+        let long = format!("https://a.com/{}", "x".repeat(WEBHOOK_URL_MAX));
+        for bad in [
+            "",
+            "   ",
+            "example.com/h",
+            "/relative/path",
+            "ftp://example.com/h",
+            "javascript:alert(1)",
+            "https://",
+            "https:///nohost",
+            "https://exa mple.com/",
+            "https://example.com/a\nb",
+            "mailto:a@b.c",
+            long.as_str(),
+        ] {
+            let e = validate_webhook_url(bad).err().unwrap_or_else(|| panic!("{bad:?} accepted"));
+            assert_eq!((e.status, e.code), (StatusCode::BAD_REQUEST, "invalid_webhook_url"), "{bad:?}");
+        }
+    }
 }

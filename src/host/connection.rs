@@ -200,8 +200,16 @@ impl Actor {
                 };
                 let _ = reply.send(r);
             }
-            TenantCommand::Logout { reply } | TenantCommand::Delete { reply } if self.creds.is_none() => {
+            TenantCommand::Logout { reply } if self.creds.is_none() => {
                 let _ = reply.send(Err(CommandError::NotLinked));
+            }
+            TenantCommand::Delete { reply } if self.creds.is_none() => {
+                // Deleted while linking: abandon the link; the session deletes the stored state
+                // once this connection has closed.
+                self.delete_requested = true;
+                self.link = None;
+                client.disconnect(clock::now());
+                let _ = reply.send(Ok(()));
             }
             cmd @ (TenantCommand::Logout { .. } | TenantCommand::Delete { .. }) => {
                 let reply = match cmd {

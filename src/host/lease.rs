@@ -143,6 +143,12 @@ impl LeaseGuard {
         &self.lease
     }
 
+    /// Stops renewing without releasing: for after the tenant (and with it the lease) was
+    /// deleted, when a renewal or release would only fail.
+    pub fn stop_renewal(&self) {
+        self.stop.cancel();
+    }
+
     /// Cancelled the moment the lease is lost.
     pub fn lost(&self) -> &CancellationToken {
         &self.lost

@@ -62,6 +62,9 @@ pub enum CreateError {
 pub struct Registry {
     ctx: Arc<Ctx>,
     tenants: Mutex<BTreeMap<TenantId, TenantHandle>>,
+    /// Handles of forgotten tenants whose actors still finish a logout + delete: kept so their
+    /// command channel stays open (a closed channel reads as "stop" to the actor).
+    forgotten: Mutex<Vec<TenantHandle>>,
     total: AtomicU64,
     hydrated: AtomicU64,
     failed: AtomicU64,
@@ -128,7 +131,7 @@ impl Registry {
         if self.ctx.store.read_status(&id).await.map_err(CreateError::Store)?.is_some() {
             return Err(CreateError::Exists);
         }
-        let status = TenantStatus { updated_at: clock::unix_ms(), ..TenantStatus::default() };
+        let status = TenantStatus { updated_at: clock::unix_ms(), webhook_url, ..TenantStatus::default() };
         self.ctx.store.write_status(&id, &status).await.map_err(CreateError::Store)?;
         // Check, spawn and insert under one lock: exactly one actor per tenant, even when
         // cold-start hydration finds the status doc we just wrote.
@@ -136,17 +139,19 @@ impl Registry {
         if let Some(existing) = map.get(&id) {
             return Ok(existing.view.borrow().clone());
         }
-        let handle = tenant::spawn(&self.ctx, id.clone(), Initial::Created { webhook_url }, Duration::ZERO);
+        let handle = tenant::spawn(&self.ctx, id.clone(), Initial::Created { status }, Duration::ZERO);
         let view = handle.view.borrow().clone();
         map.insert(id, handle);
         Ok(view)
     }
 
-    /// Drops a tenant from the registry without stopping its actor (it finishes a logout it
-    /// started and exits by itself).
+    /// Drops a tenant from the registry without stopping its actor (it finishes a logout and
+    /// delete it started and exits by itself). Its handle is parked until the actor has exited.
     pub fn forget(&self, id: &TenantId) {
-        if let Ok(mut m) = self.tenants.lock() {
-            m.remove(id);
+        let handle = self.tenants.lock().ok().and_then(|mut m| m.remove(id));
+        if let Ok(mut parked) = self.forgotten.lock() {
+            parked.retain(|h| !h.commands.is_closed());
+            parked.extend(handle);
         }
     }
 
@@ -205,6 +210,7 @@ impl Host {
         let registry = Arc::new(Registry {
             ctx: Arc::clone(&ctx),
             tenants: Mutex::new(BTreeMap::new()),
+            forgotten: Mutex::new(Vec::new()),
             total: AtomicU64::new(0),
             hydrated: AtomicU64::new(0),
             failed: AtomicU64::new(0),

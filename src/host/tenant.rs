@@ -48,8 +48,8 @@ pub enum Initial {
     Failed(String),
     /// Created through the API just now.
     Created {
-        /// Webhook URL from the create request.
-        webhook_url: Option<String>,
+        /// The status doc just written (carries the webhook URL from the create request).
+        status: TenantStatus,
     },
 }
 
@@ -73,8 +73,9 @@ pub(crate) fn spawn(ctx: &Arc<Ctx>, id: TenantId, initial: Initial, start_delay:
             }
         }
         Initial::Failed(reason) => fail = Some(reason),
-        Initial::Created { webhook_url } => view.webhook_url = webhook_url,
+        Initial::Created { status: s } => status = s,
     }
+    view.webhook_url.clone_from(&status.webhook_url);
     view.me = creds.as_ref().and_then(|c: &wa::Creds| c.me.as_ref().map(|m| m.jid.clone()));
     view.reconnects = status.reconnects;
     view.devices_registered = status.devices_registered.clone();
@@ -112,6 +113,7 @@ pub(crate) fn spawn(ctx: &Arc<Ctx>, id: TenantId, initial: Initial, start_delay:
         history: History::default(),
         logged_in_before: false,
         delete_requested: false,
+        deleted: false,
         logout_requested: false,
         conn_seq: 0,
     };
@@ -147,6 +149,8 @@ pub(super) struct Actor {
     pub(super) history: History,
     pub(super) logged_in_before: bool,
     pub(super) delete_requested: bool,
+    /// Everything of the tenant was deleted from the store: write nothing more, exit.
+    pub(super) deleted: bool,
     /// Log out on the server as soon as the connection is logged in.
     pub(super) logout_requested: bool,
     /// Connection counter (the `conn_id` span field).
@@ -174,7 +178,7 @@ impl Actor {
         }
         let mut fresh = true;
         loop {
-            if self.cancel.is_cancelled() || (self.delete_requested && self.creds.is_none()) {
+            if self.cancel.is_cancelled() || self.deleted {
                 return;
             }
             let wants = !self.failed && (self.creds.is_some() || self.link.is_some());
@@ -193,6 +197,10 @@ impl Actor {
                     }
                     fresh = false;
                     let end = self.session(&guard).await;
+                    if self.deleted {
+                        // The lease went with the tenant doc: nothing to release.
+                        return;
+                    }
                     let lost = guard.lost().is_cancelled();
                     if let Err(e) = guard.release().await {
                         tracing::warn!(error = %e, "lease release failed; it will expire");
@@ -306,6 +314,11 @@ impl Actor {
             self.conn_seq = self.conn_seq.wrapping_add(1);
             let span = tracing::info_span!("conn", conn_id = self.conn_seq, attempt = self.history.attempt);
             let end = self.connect_once(guard, creds).instrument(span).await;
+            if self.delete_requested && self.creds.is_none() && !matches!(end, ConnEnd::LeaseLost) {
+                // Deleted while linking: nothing is linked, so nothing to log out.
+                let _ = self.purge(guard).await;
+                return SessionEnd::Idle;
+            }
             let reason = match end {
                 ConnEnd::Shutdown => return SessionEnd::Shutdown,
                 ConnEnd::LeaseLost => {
@@ -483,7 +496,7 @@ impl Actor {
                 let _ = reply.send(r);
                 if ok { Wake::Reconnect } else { Wake::Stay }
             }
-            TenantCommand::Logout { reply } | TenantCommand::Delete { reply } if self.creds.is_none() => {
+            TenantCommand::Logout { reply } if self.creds.is_none() => {
                 let _ = reply.send(Err(CommandError::NotLinked));
                 Wake::Stay
             }
@@ -493,6 +506,13 @@ impl Actor {
                 let holder = self.view.borrow().lease_holder.clone().unwrap_or_default();
                 let _ = reply.send(Err(CommandError::LeaseHeld { holder }));
                 Wake::Stay
+            }
+            TenantCommand::Delete { reply } if self.creds.is_none() => {
+                // Nothing linked, nothing to log out: delete the stored state now.
+                let r = self.purge_offline(guard).await;
+                let ok = r.is_ok();
+                let _ = reply.send(r);
+                if ok { Wake::Stop } else { Wake::Stay }
             }
             cmd @ (TenantCommand::Logout { .. } | TenantCommand::Delete { .. }) if !self.failed => {
                 // Log out on the server (so the phone drops the device): connect, and the
@@ -512,8 +532,17 @@ impl Actor {
                 Wake::Stop
             }
             TenantCommand::Delete { reply } => {
-                let r = self.clear_keys_offline(guard, "deleted").await;
-                self.delete_requested = r.is_ok();
+                self.delete_requested = true;
+                let r = self.clear_keys_offline(guard, "deleted").await.and_then(|()| {
+                    if self.deleted {
+                        Ok(())
+                    } else {
+                        Err(CommandError::Store("the tenant's state could not be deleted; retry".into()))
+                    }
+                });
+                if r.is_err() {
+                    self.delete_requested = false;
+                }
                 let _ = reply.send(r);
                 Wake::Stop
             }
@@ -536,15 +565,84 @@ impl Actor {
         match acquired {
             Acquired::Held(g) => {
                 self.clear_keys(&g, TenantState::LoggedOut, why).await;
-                let _ = g.release().await;
+                if !self.deleted {
+                    let _ = g.release().await;
+                }
                 Ok(())
             }
             Acquired::Elsewhere { holder, .. } => Err(CommandError::LeaseHeld { holder }),
         }
     }
 
-    /// Deletes creds and keys (fenced), drops them from memory and sets `state`.
+    /// [`Self::purge`] without a live connection: takes the lease for the fenced delete if
+    /// not held.
+    async fn purge_offline(&mut self, guard: Option<&LeaseGuard>) -> Result<(), CommandError> {
+        if let Some(g) = guard {
+            return self.purge(g).await;
+        }
+        let acquired =
+            lease::acquire(&self.ctx, &self.id).await.map_err(|e| CommandError::Store(e.to_string()))?;
+        match acquired {
+            Acquired::Held(g) => {
+                let r = self.purge(&g).await;
+                if r.is_err() {
+                    let _ = g.release().await;
+                }
+                r
+            }
+            Acquired::Elsewhere { holder, .. } => Err(CommandError::LeaseHeld { holder }),
+        }
+    }
+
+    /// Deletes everything the tenant has in the store (fenced by `guard`): creds, keys,
+    /// outbox, events and the status doc with the lease. On success the actor writes nothing
+    /// more for this tenant and exits; the guard's renewal stops (there is no lease left).
+    pub(super) async fn purge(&mut self, guard: &LeaseGuard) -> Result<(), CommandError> {
+        let mut tries = 0u32;
+        let r = loop {
+            match self.ctx.store.delete_tenant(&self.id, guard.fence()).await {
+                Ok(()) => break Ok(()),
+                Err(e) if e.is_retryable() && tries < 5 && !self.cancel.is_cancelled() => {
+                    tries += 1;
+                    tokio::time::sleep(persist::commit_retry_delay(tries)).await;
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        match r {
+            Ok(()) => {
+                guard.stop_renewal();
+                self.deleted = true;
+                self.creds = None;
+                self.link = None;
+                self.logout_requested = false;
+                self.view.send_modify(|v| {
+                    v.me = None;
+                    v.qr = None;
+                    v.pair_code = None;
+                    v.lease_epoch = None;
+                    v.lease_holder = None;
+                });
+                tracing::info!("tenant deleted from the store");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "deleting the tenant failed; a retried DELETE finishes it");
+                Err(CommandError::Store(e.to_string()))
+            }
+        }
+    }
+
+    /// Deletes creds and keys (fenced), drops them from memory and sets `state`. When a
+    /// delete was requested, deletes the whole tenant instead ([`Self::purge`]); if that fails,
+    /// the keys are still cleared and the tenant stays (logged out) for a retried DELETE.
     pub(super) async fn clear_keys(&mut self, guard: &LeaseGuard, state: TenantState, why: &str) {
+        if self.delete_requested {
+            if self.purge(guard).await.is_ok() {
+                return;
+            }
+            self.delete_requested = false;
+        }
         let mut tries = 0u32;
         loop {
             match self.ctx.store.delete_tenant_keys(&self.id, guard.fence()).await {

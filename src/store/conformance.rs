@@ -97,6 +97,7 @@ fn sample_status() -> TenantStatus {
         reconnects: 2,
         devices_registered: vec!["15550001:3@s.whatsapp.net".into()],
         updated_at: 20,
+        webhook_url: Some("https://hooks.example.com/acme?k=v".into()),
     }
 }
 
@@ -259,6 +260,59 @@ pub async fn deleted_keys_stay_deleted(f: Fixture) {
     assert!(s.keys.is_empty(), "keys survived delete_tenant_keys: {:?}", s.keys.keys().collect::<Vec<_>>());
     assert_eq!(s.status, Some(sample_status()), "status doc must stay");
     assert!(f.store.list_tenants().await.unwrap_or_default().contains(&t), "tenant still listed");
+}
+
+/// `delete_tenant` is fenced (a stale or foreign epoch deletes nothing), then removes creds,
+/// keys, outbox, events and the status doc: the tenant is no longer listed, hydrates empty,
+/// has no status or events, and a neighbour tenant is untouched. A later acquire starts over.
+pub async fn delete_tenant_removes_everything(f: Fixture) {
+    let (t, other) = (tenant("doomed"), tenant("neighbour"));
+    let fence = link(&f, &t, 5).await;
+    link(&f, &other, 6).await;
+    for i in 0..3u64 {
+        let e = StoredEvent { at: 100 + i, kind: "connected".into(), detail: format!("e{i}") };
+        f.store.append_event(&t, &e).await.unwrap_or_else(|e| panic!("append: {e}"));
+        f.store.append_event(&other, &e).await.unwrap_or_else(|e| panic!("append other: {e}"));
+    }
+    let stale = FencingToken(fence.0.saturating_sub(1));
+    for bad in [stale, FencingToken(fence.0 + 1)] {
+        let r = f.store.delete_tenant(&t, bad).await;
+        assert!(matches!(r, Err(StoreError::Fenced { .. })), "delete with fence {bad:?}: {r:?}");
+    }
+    let r = f.store.delete_tenant(&tenant("never-leased"), FencingToken(1)).await;
+    assert!(matches!(r, Err(StoreError::Fenced { .. })), "delete of an unleased tenant: {r:?}");
+    let s = f.store.hydrate(&t).await.unwrap_or_else(|e| panic!("hydrate: {e}"));
+    assert!(s.creds.is_some() && !s.keys.is_empty(), "a fenced delete must delete nothing");
+
+    f.store.delete_tenant(&t, fence).await.unwrap_or_else(|e| panic!("delete tenant: {e}"));
+    let listed = f.store.list_tenants().await.unwrap_or_else(|e| panic!("list: {e}"));
+    assert!(!listed.contains(&t), "deleted tenant still listed: {listed:?}");
+    assert!(listed.contains(&other), "neighbour vanished: {listed:?}");
+    let s = f.store.hydrate(&t).await.unwrap_or_else(|e| panic!("hydrate after delete: {e}"));
+    assert!(s.creds.is_none() && s.keys.is_empty() && s.outbox.is_empty(), "state survived delete");
+    assert_eq!((s.status, s.lease), (None, None), "status doc survived delete");
+    assert_eq!(f.store.read_status(&t).await.unwrap_or_else(|e| panic!("read: {e}")), None);
+    assert!(f.store.list_events(&t).await.unwrap_or_else(|e| panic!("events: {e}")).is_empty());
+    assert!(f.store.list_outbox(&t).await.unwrap_or_else(|e| panic!("outbox: {e}")).is_empty());
+    let all: Vec<_> =
+        f.store.hydrate_all(4).await.unwrap_or_else(|e| panic!("hydrate_all: {e}")).collect().await;
+    assert!(all.iter().all(|(id, _)| id != &t), "hydrate_all still yields the deleted tenant");
+
+    // The old fence is dead: renew/release/commit fail and re-create nothing.
+    let gone = super::Lease { holder: "holder-a".into(), epoch: fence.0, expires_at: 0 };
+    assert!(f.store.renew_lease(&t, &gone, TTL).await.is_err());
+    assert!(f.store.release_lease(&t, &gone).await.is_err());
+    assert!(f.store.commit(&t, fence, &full_batch(5)).await.is_err());
+    let listed = f.store.list_tenants().await.unwrap_or_else(|e| panic!("list: {e}"));
+    assert!(!listed.contains(&t), "a failed lease op re-created the tenant: {listed:?}");
+
+    let n = f.store.hydrate(&other).await.unwrap_or_else(|e| panic!("hydrate neighbour: {e}"));
+    assert_eq!(n.creds, Some(sample_creds(6)), "neighbour's creds touched");
+    assert_eq!(f.store.list_events(&other).await.map(|e| e.len()).unwrap_or(0), 3, "neighbour's events");
+    let again =
+        f.store.acquire_lease(&t, "holder-b", TTL).await.unwrap_or_else(|e| panic!("re-acquire: {e}"));
+    assert!(f.store.hydrate(&t).await.is_ok_and(|s| s.creds.is_none()), "re-created tenant starts empty");
+    f.store.delete_tenant(&t, again.fence()).await.unwrap_or_else(|e| panic!("second delete: {e}"));
 }
 
 /// A corrupt or undecryptable value is `Corrupt` for that tenant only; the others hydrate.

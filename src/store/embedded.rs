@@ -311,6 +311,40 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn delete_tenant(&self, tenant: &TenantId, fence: FencingToken) -> Result<(), StoreError> {
+        let tenant = tenant.clone();
+        self.blocking("delete tenant", move |inner| {
+            const OP: &str = "delete tenant";
+            // One write transaction: the fence check and every removal land together or not at all.
+            let tx = inner.db.begin_write().map_err(err(OP))?;
+            {
+                let t = tenant.as_str();
+                let mut tenants = tx.open_table(TENANTS).map_err(err(OP))?;
+                let row = read_row(&tenants, &tenant)?.unwrap_or_default();
+                lease::check_fence(&tenant, row.lease.as_ref(), fence)?;
+                tenants.remove(t).map_err(err(OP))?;
+                tx.open_table(CREDS).map_err(err(OP))?.remove(t).map_err(err(OP))?;
+                for table in [KEYS, OUTBOX] {
+                    let mut table = tx.open_table(table).map_err(err(OP))?;
+                    for (id, _) in scan(&table, &tenant, OP)? {
+                        table.remove((t, id.as_str())).map_err(err(OP))?;
+                    }
+                }
+                let mut events = tx.open_table(EVENTS).map_err(err(OP))?;
+                let mut seqs = Vec::new();
+                for item in events.range((t, 0u64)..=(t, u64::MAX)).map_err(err(OP))? {
+                    seqs.push(item.map_err(err(OP))?.0.value().1);
+                }
+                for seq in seqs {
+                    events.remove((t, seq)).map_err(err(OP))?;
+                }
+            }
+            tx.commit().map_err(err(OP))?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn read_status(&self, tenant: &TenantId) -> Result<Option<TenantStatus>, StoreError> {
         let tenant = tenant.clone();
         self.blocking("read status", move |inner| {

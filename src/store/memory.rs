@@ -163,25 +163,34 @@ impl Store for MemoryStore {
     ) -> Result<Lease, StoreError> {
         let now = self.now();
         let mut map = self.lock("renew lease")?;
-        let t = map.entry(tenant.clone()).or_default();
-        let l = lease::renew(tenant, t.row.lease.as_ref(), presented, ttl, now)?;
-        t.row.lease = Some(l.clone());
+        // A failed renew must not create a row (it would list a deleted tenant again).
+        let current = map.get(tenant).and_then(|t| t.row.lease.as_ref());
+        let l = lease::renew(tenant, current, presented, ttl, now)?;
+        map.entry(tenant.clone()).or_default().row.lease = Some(l.clone());
         Ok(l)
     }
 
     async fn release_lease(&self, tenant: &TenantId, presented: &Lease) -> Result<(), StoreError> {
         let mut map = self.lock("release lease")?;
-        let t = map.entry(tenant.clone()).or_default();
-        t.row.lease = Some(lease::release(tenant, t.row.lease.as_ref(), presented)?);
+        let current = map.get(tenant).and_then(|t| t.row.lease.as_ref());
+        let l = lease::release(tenant, current, presented)?;
+        map.entry(tenant.clone()).or_default().row.lease = Some(l);
         Ok(())
     }
 
     async fn delete_tenant_keys(&self, tenant: &TenantId, fence: FencingToken) -> Result<(), StoreError> {
         let mut map = self.lock("delete tenant keys")?;
+        lease::check_fence(tenant, map.get(tenant).and_then(|t| t.row.lease.as_ref()), fence)?;
         let t = map.entry(tenant.clone()).or_default();
-        lease::check_fence(tenant, t.row.lease.as_ref(), fence)?;
         t.creds = None;
         t.keys.clear();
+        Ok(())
+    }
+
+    async fn delete_tenant(&self, tenant: &TenantId, fence: FencingToken) -> Result<(), StoreError> {
+        let mut map = self.lock("delete tenant")?;
+        lease::check_fence(tenant, map.get(tenant).and_then(|t| t.row.lease.as_ref()), fence)?;
+        map.remove(tenant);
         Ok(())
     }
 

@@ -148,6 +148,15 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// status doc, events and outbox stay.
     async fn delete_tenant_keys(&self, tenant: &TenantId, fence: FencingToken) -> Result<(), StoreError>;
 
+    /// Deletes everything stored for the tenant — creds, keys, outbox, events and the status
+    /// doc with its lease — fenced like a commit (`fence` must be the epoch of the held lease;
+    /// otherwise `Fenced` and nothing is deleted). Afterwards the tenant is no longer listed
+    /// and hydrates empty. Atomic on the memory and embedded backends; Firestore deletes the
+    /// sub-collections in fenced transactions and the tenant doc last, so an interrupted delete
+    /// leaves a still-listed tenant that a retry (under a fresh lease) finishes. The caller must
+    /// write nothing for the tenant afterwards (a status write or event would re-create it).
+    async fn delete_tenant(&self, tenant: &TenantId, fence: FencingToken) -> Result<(), StoreError>;
+
     /// Reads the status doc (`None` if the tenant has none).
     async fn read_status(&self, tenant: &TenantId) -> Result<Option<TenantStatus>, StoreError>;
 

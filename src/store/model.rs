@@ -567,6 +567,9 @@ pub struct TenantStatus {
     /// Last update (unix ms).
     #[serde(default)]
     pub updated_at: u64,
+    /// Where this tenant's events are posted (given at creation; an http/https URL).
+    #[serde(default)]
+    pub webhook_url: Option<String>,
 }
 
 /// A tenant lease as stored: holder, epoch (= fencing token), expiry.

@@ -60,6 +60,13 @@ pub enum StoreOp {
         /// Success.
         ok: bool,
     },
+    /// The whole tenant deleted.
+    DeleteTenant {
+        /// Tenant.
+        tenant: TenantId,
+        /// Success.
+        ok: bool,
+    },
     /// A status write.
     WriteStatus {
         /// Tenant.
@@ -171,6 +178,11 @@ impl Store for RecordingStore {
     async fn delete_tenant_keys(&self, tenant: &TenantId, fence: FencingToken) -> Result<(), StoreError> {
         let r = self.inner.delete_tenant_keys(tenant, fence).await;
         self.push(StoreOp::DeleteKeys { tenant: tenant.clone(), ok: r.is_ok() });
+        r
+    }
+    async fn delete_tenant(&self, tenant: &TenantId, fence: FencingToken) -> Result<(), StoreError> {
+        let r = self.inner.delete_tenant(tenant, fence).await;
+        self.push(StoreOp::DeleteTenant { tenant: tenant.clone(), ok: r.is_ok() });
         r
     }
     async fn read_status(&self, tenant: &TenantId) -> Result<Option<TenantStatus>, StoreError> {
@@ -288,6 +300,10 @@ impl Store for FaultyStore {
     async fn delete_tenant_keys(&self, tenant: &TenantId, fence: FencingToken) -> Result<(), StoreError> {
         self.gate("delete tenant keys")?;
         self.inner.delete_tenant_keys(tenant, fence).await
+    }
+    async fn delete_tenant(&self, tenant: &TenantId, fence: FencingToken) -> Result<(), StoreError> {
+        self.gate("delete tenant")?;
+        self.inner.delete_tenant(tenant, fence).await
     }
     async fn read_status(&self, tenant: &TenantId) -> Result<Option<TenantStatus>, StoreError> {
         self.gate("read status")?;

@@ -92,6 +92,9 @@ impl Store for Probe {
     async fn delete_tenant_keys(&self, t: &TenantId, f: FencingToken) -> Result<(), StoreError> {
         self.inner.delete_tenant_keys(t, f).await
     }
+    async fn delete_tenant(&self, t: &TenantId, f: FencingToken) -> Result<(), StoreError> {
+        self.inner.delete_tenant(t, f).await
+    }
     async fn read_status(&self, t: &TenantId) -> Result<Option<TenantStatus>, StoreError> {
         self.inner.read_status(t).await
     }

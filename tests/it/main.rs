@@ -9,6 +9,7 @@ mod api_routes;
 mod deploy_files;
 mod host_lifecycle;
 mod host_process;
+mod host_tenant_state;
 mod host_util;
 mod sim_lifecycle;
 mod sim_pairing;

@@ -135,6 +135,7 @@ conformance!(
     lease_expiry_and_takeover,
     release_lets_other_acquire,
     deleted_keys_stay_deleted,
+    delete_tenant_removes_everything,
     corrupt_value_isolated,
     moved_value_fails,
     unreachable_is_unavailable,

@@ -17,7 +17,7 @@ use crate::types::TenantId;
 
 /// Field names of the status doc written by status updates (the update mask). The lease field
 /// is written only by the lease operations.
-pub(crate) const STATUS_FIELDS: [&str; 9] = [
+pub(crate) const STATUS_FIELDS: [&str; 10] = [
     "state",
     "me",
     "push_name",
@@ -27,6 +27,7 @@ pub(crate) const STATUS_FIELDS: [&str; 9] = [
     "reconnects",
     "devices_registered",
     "updated_at",
+    "webhook_url",
 ];
 
 /// The lease field of the status doc.
@@ -186,6 +187,7 @@ mod tests {
             reconnects: 4,
             devices_registered: vec!["d".into()],
             updated_at: 5,
+            webhook_url: Some("https://example.com/hook".into()),
         };
         let f = status_fields(&s).unwrap();
         for k in f.keys() {

@@ -55,7 +55,7 @@ use crate::types::{FencingToken, TenantId};
 const TXN_ATTEMPTS: usize = 4;
 /// Page size for collection listings.
 const PAGE: i32 = 500;
-/// Keys deleted per fenced transaction by `delete_tenant_keys`.
+/// Documents deleted per fenced transaction by `delete_tenant_keys` and `delete_tenant`.
 const DELETE_CHUNK: i32 = 400;
 /// Default tenants per window of collection-group queries in `hydrate_all`: 1,000 tenants are
 /// 2 windows (2 parallel key streams in production, few full scans on the emulator).
@@ -589,6 +589,41 @@ impl Store for FirestoreStore {
                 })
                 .await?;
             if !more {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn delete_tenant(&self, tenant: &TenantId, fence: FencingToken) -> Result<(), StoreError> {
+        const OP: &str = "delete tenant";
+        // Sub-collection docs go in fenced transactions of at most DELETE_CHUNK deletes (creds
+        // first, so a partial failure never leaves creds without keys); the tenant doc (status +
+        // lease) goes last, alone, once nothing is left below it. Until then the tenant stays
+        // listed and its lease stays in place, so a crash midway leaves a tenant that a retried
+        // delete finishes.
+        loop {
+            let done = self
+                .transact(OP, |tx| async move {
+                    let current = self.read_lease(OP, tenant, &tx).await?;
+                    lease::check_fence(tenant, current.as_ref(), fence)?;
+                    let mut doomed = Vec::new();
+                    for coll in ["creds", "keys", "outbox", "events"] {
+                        let room = DELETE_CHUNK - i32::try_from(doomed.len()).unwrap_or(DELETE_CHUNK);
+                        if room <= 0 {
+                            break;
+                        }
+                        let docs = self
+                            .list(OP, self.tenant_path(tenant), coll, Some(&tx), true, Some(room))
+                            .await?;
+                        doomed.extend(docs.into_iter().map(|d| d.name));
+                    }
+                    if doomed.is_empty() {
+                        return Ok((vec![Self::delete(self.tenant_path(tenant))], true));
+                    }
+                    Ok((doomed.into_iter().map(Self::delete).collect(), false))
+                })
+                .await?;
+            if done {
                 return Ok(());
             }
         }
