@@ -8,6 +8,8 @@ pub mod error;
 pub mod id;
 pub mod padding;
 pub mod phash;
+pub mod prekeys;
+pub mod usync;
 
 mod parse;
 
