@@ -4,8 +4,10 @@
 //! Pure builders and parsers only: no Signal state, no store, no clock, no OS RNG (time and
 //! randomness are arguments). Wiring (which devices, which sessions) belongs to the client.
 
+pub mod enc;
 pub mod error;
 pub mod id;
+pub mod outbound;
 pub mod padding;
 pub mod phash;
 pub mod prekeys;
