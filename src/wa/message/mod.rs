@@ -8,6 +8,7 @@ pub mod content;
 pub mod enc;
 pub mod error;
 pub mod id;
+pub mod inbound;
 pub mod outbound;
 pub mod padding;
 pub mod phash;
