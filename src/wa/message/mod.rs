@@ -13,6 +13,7 @@ pub mod outbound;
 pub mod padding;
 pub mod phash;
 pub mod prekeys;
+pub mod receipt;
 pub mod usync;
 
 mod parse;

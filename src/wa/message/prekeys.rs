@@ -44,7 +44,8 @@ pub fn parse_prekey_result(iq: &Node) -> Result<Vec<(Jid, PreKeyBundle)>, Stanza
     Ok(out)
 }
 
-fn parse_bundle(user: &Node, keys: &Node) -> Result<PreKeyBundle, StanzaError> {
+/// A bundle from `<registration>` under `user` and the key children under `keys`.
+pub(crate) fn parse_bundle(user: &Node, keys: &Node) -> Result<PreKeyBundle, StanzaError> {
     let registration_id = be_child::<4>(user, "user", "registration")?;
     if let Some(t) = keys.child("type") {
         let t = bytes_of(t, "type")?;
