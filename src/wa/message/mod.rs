@@ -4,6 +4,7 @@
 //! Pure builders and parsers only: no Signal state, no store, no clock, no OS RNG (time and
 //! randomness are arguments). Wiring (which devices, which sessions) belongs to the client.
 
+pub mod ack;
 pub mod content;
 pub mod enc;
 pub mod error;
