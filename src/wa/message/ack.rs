@@ -28,10 +28,8 @@ pub fn ack_for(stanza: &Node) -> Result<Node, StanzaError> {
             ack.set_attr(key, v.clone());
         }
     }
-    if stanza.tag != "message" {
-        if let Some(v) = stanza.attr_value("type") {
-            ack.set_attr("type", v.clone());
-        }
+    if let Some(v) = stanza.attr_value("type").filter(|_| stanza.tag != "message") {
+        ack.set_attr("type", v.clone());
     }
     Ok(ack)
 }
@@ -127,7 +125,10 @@ mod tests {
             r#"{"tag": "ack", "attrs": {"id": "3EB0CA77CE5D0FA9DA0A18", "to": "15550000002:1@s.whatsapp.net", "class": "receipt"}}"#,
             &ack_for(&d).unwrap(),
         );
-        assert_eq!(ack_for(&Node::new("receipt")), Err(StanzaError::MissingAttr { tag: "stanza", attr: "id" }));
+        assert_eq!(
+            ack_for(&Node::new("receipt")),
+            Err(StanzaError::MissingAttr { tag: "stanza", attr: "id" })
+        );
     }
 
     /// A message nack names the error and copies participant and type.

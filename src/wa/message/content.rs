@@ -87,9 +87,10 @@ pub fn content_of(message: &Message) -> MessageContent {
 pub fn decode_plaintext(plaintext: &[u8]) -> Result<DecodedMessage, PlaintextError> {
     let body = unpad(plaintext)?;
     let message = Message::decode(body).map_err(|e| PlaintextError::Protobuf { reason: e.to_string() })?;
-    let skdm = message.sender_key_distribution_message.as_ref().and_then(|s| {
-        Some((s.group_id.clone()?, s.axolotl_sender_key_distribution_message.clone()?))
-    });
+    let skdm = message
+        .sender_key_distribution_message
+        .as_ref()
+        .and_then(|s| Some((s.group_id.clone()?, s.axolotl_sender_key_distribution_message.clone()?)));
     let (content, device_sent_to) = match &message.device_sent_message {
         Some(dsm) => (
             dsm.message.as_deref().map_or(MessageContent::Other, content_of),
@@ -117,7 +118,10 @@ mod tests {
         assert_eq!(d.content, MessageContent::Text("hi".into()));
         assert_eq!(d.device_sent_to, None);
         let ext = Message {
-            extended_text_message: Some(ExtendedTextMessage { text: Some("link".into()), ..Default::default() }),
+            extended_text_message: Some(ExtendedTextMessage {
+                text: Some("link".into()),
+                ..Default::default()
+            }),
             ..Default::default()
         };
         let d = decode_plaintext(&pad_with(ext.encode_to_vec(), 16)).unwrap();

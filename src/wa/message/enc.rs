@@ -76,6 +76,9 @@ mod tests {
         assert_eq!(EncType::from(MessageKind::PreKey), EncType::Pkmsg);
         assert_eq!(EncType::from(MessageKind::Whisper).to_string(), "msg");
         let n = enc_node(EncType::Skmsg, &[1, 2]);
-        assert_eq!((n.attr_str("v"), n.attr_str("type"), n.content_bytes()), (Some("2"), Some("skmsg"), Some(&[1u8, 2][..])));
+        assert_eq!(
+            (n.attr_str("v"), n.attr_str("type"), n.content_bytes()),
+            (Some("2"), Some("skmsg"), Some(&[1u8, 2][..]))
+        );
     }
 }

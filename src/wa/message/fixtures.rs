@@ -20,7 +20,9 @@ fn from_value(v: &Value) -> Node {
     }
     n.content = match &v["content"] {
         Value::Array(items) => Content::Nodes(items.iter().map(from_value).collect()),
-        Value::Object(o) if o.contains_key("hex") => Content::Bytes(hex::decode(o["hex"].as_str().unwrap()).unwrap()),
+        Value::Object(o) if o.contains_key("hex") => {
+            Content::Bytes(hex::decode(o["hex"].as_str().unwrap()).unwrap())
+        }
         Value::Object(o) => {
             let mut b = hex::decode(o["hex_prefix"].as_str().unwrap()).unwrap();
             b.resize(usize::try_from(o["len"].as_u64().unwrap()).unwrap(), 0);
@@ -59,7 +61,11 @@ fn check(v: &Value, n: &Node, path: &str) {
             }
         }
         Value::Object(o) if o.contains_key("hex") => {
-            assert_eq!(o["hex"].as_str().unwrap(), hex::encode(n.content_bytes().unwrap()), "bytes at {path}");
+            assert_eq!(
+                o["hex"].as_str().unwrap(),
+                hex::encode(n.content_bytes().unwrap()),
+                "bytes at {path}"
+            );
         }
         Value::Object(o) => {
             let b = n.content_bytes().unwrap();
@@ -75,19 +81,83 @@ fn check(v: &Value, n: &Node, path: &str) {
 pub(crate) fn arb_node() -> impl proptest::strategy::Strategy<Value = Node> {
     use proptest::prelude::*;
     let words = prop::sample::select(vec![
-        "message", "receipt", "ack", "iq", "enc", "participants", "to", "usync", "list", "user", "devices",
-        "device-list", "device", "key", "skey", "id", "value", "signature", "identity", "registration",
-        "type", "retry", "keys", "error", "result", "device-identity", "x",
+        "message",
+        "receipt",
+        "ack",
+        "iq",
+        "enc",
+        "participants",
+        "to",
+        "usync",
+        "list",
+        "user",
+        "devices",
+        "device-list",
+        "device",
+        "key",
+        "skey",
+        "id",
+        "value",
+        "signature",
+        "identity",
+        "registration",
+        "type",
+        "retry",
+        "keys",
+        "error",
+        "result",
+        "device-identity",
+        "x",
     ]);
     let keys = prop::sample::select(vec![
-        "id", "from", "to", "type", "t", "participant", "recipient", "jid", "v", "count", "offline", "class",
-        "key-index", "is_hosted", "code", "text", "error", "notify", "category", "addressing_mode",
+        "id",
+        "from",
+        "to",
+        "type",
+        "t",
+        "participant",
+        "recipient",
+        "jid",
+        "v",
+        "count",
+        "offline",
+        "class",
+        "key-index",
+        "is_hosted",
+        "code",
+        "text",
+        "error",
+        "notify",
+        "category",
+        "addressing_mode",
     ]);
     let vals = prop::sample::select(vec![
-        "1", "0", "2", "pkmsg", "msg", "skmsg", "result", "retry", "read", "x@s.whatsapp.net",
-        "1:2@s.whatsapp.net", "120363@g.us", "bad", "", "99999999", "-1", "@", "a:b@c", "message",
+        "1",
+        "0",
+        "2",
+        "pkmsg",
+        "msg",
+        "skmsg",
+        "result",
+        "retry",
+        "read",
+        "x@s.whatsapp.net",
+        "1:2@s.whatsapp.net",
+        "120363@g.us",
+        "bad",
+        "",
+        "99999999",
+        "-1",
+        "@",
+        "a:b@c",
+        "message",
     ]);
-    let leaf = (words.clone(), prop::collection::vec((keys.clone(), vals.clone()), 0..5), prop::collection::vec(any::<u8>(), 0..40), any::<u8>())
+    let leaf = (
+        words.clone(),
+        prop::collection::vec((keys.clone(), vals.clone()), 0..5),
+        prop::collection::vec(any::<u8>(), 0..40),
+        any::<u8>(),
+    )
         .prop_map(|(tag, attrs, bytes, mode)| {
             let mut n = Node::new(tag);
             for (k, v) in attrs {
@@ -101,7 +171,11 @@ pub(crate) fn arb_node() -> impl proptest::strategy::Strategy<Value = Node> {
             n
         });
     leaf.prop_recursive(4, 32, 6, move |inner| {
-        (words.clone(), prop::collection::vec((keys.clone(), vals.clone()), 0..6), prop::collection::vec(inner, 0..6))
+        (
+            words.clone(),
+            prop::collection::vec((keys.clone(), vals.clone()), 0..6),
+            prop::collection::vec(inner, 0..6),
+        )
             .prop_map(|(tag, attrs, kids)| {
                 let mut n = Node::new(tag);
                 for (k, v) in attrs {

@@ -83,7 +83,9 @@ fn parse_enc(n: &Node) -> Result<Enc, StanzaError> {
     })?;
     let version = match attr_text(n, "v") {
         None => 2,
-        Some(v) => v.parse().map_err(|_| StanzaError::InvalidAttr { tag: "enc", attr: "v", value: cut(&v, 64) })?,
+        Some(v) => {
+            v.parse().map_err(|_| StanzaError::InvalidAttr { tag: "enc", attr: "v", value: cut(&v, 64) })?
+        }
     };
     let count = match opt_u64(n, "enc", "count")? {
         None => None,
@@ -151,7 +153,10 @@ mod tests {
         let m = parse_message(&node(DM_IN)).unwrap();
         assert_eq!(m.id, "3EB0A1F2587FA88E512B81");
         assert_eq!(*m.sender(), j("15550000002:1@s.whatsapp.net"));
-        assert_eq!((m.t, m.msg_type.as_str(), m.offline, m.is_group_like()), (1_795_436_576, "text", false, false));
+        assert_eq!(
+            (m.t, m.msg_type.as_str(), m.offline, m.is_group_like()),
+            (1_795_436_576, "text", false, false)
+        );
         assert_eq!(m.encs.len(), 1);
         assert_eq!((m.encs[0].kind, m.encs[0].version, m.encs[0].ciphertext.len()), (EncType::Msg, 2, 82));
         assert!(m.device_identity.is_none());
@@ -185,15 +190,24 @@ mod tests {
         let no_t = DM_IN.replace("\"t\": \"1795436576\", ", "");
         assert_eq!(parse_message(&node(&no_t)), Err(StanzaError::MissingAttr { tag: "message", attr: "t" }));
         let bad_type = DM_IN.replace("\"type\": \"msg\"", "\"type\": \"frskmsg\"");
-        assert!(matches!(parse_message(&node(&bad_type)), Err(StanzaError::InvalidAttr { attr: "type", .. })));
+        assert!(matches!(
+            parse_message(&node(&bad_type)),
+            Err(StanzaError::InvalidAttr { attr: "type", .. })
+        ));
         let no_enc = node(r#"{"tag":"message","attrs":{"id":"1","from":"1@s.whatsapp.net","t":"1"}}"#);
-        assert_eq!(parse_message(&no_enc), Err(StanzaError::MissingChild { parent: "message", child: "enc" }));
+        assert_eq!(
+            parse_message(&no_enc),
+            Err(StanzaError::MissingChild { parent: "message", child: "enc" })
+        );
         let unavailable = node(
             r#"{"tag":"message","attrs":{"id":"1","from":"1@s.whatsapp.net","t":"1"},"content":[{"tag":"unavailable","attrs":{"type":"view_once"}}]}"#,
         );
         assert_eq!(parse_message(&unavailable).unwrap().unavailable.as_deref(), Some("view_once"));
         let bad_from = DM_IN.replace("15550000002:1@s.whatsapp.net", "nope");
-        assert!(matches!(parse_message(&node(&bad_from)), Err(StanzaError::InvalidAttr { attr: "from", .. })));
+        assert!(matches!(
+            parse_message(&node(&bad_from)),
+            Err(StanzaError::InvalidAttr { attr: "from", .. })
+        ));
         assert!(matches!(parse_message(&Node::new("receipt")), Err(StanzaError::UnexpectedTag { .. })));
     }
 

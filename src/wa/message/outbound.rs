@@ -24,9 +24,9 @@ pub const TYPE_TEXT: &str = "text";
 
 fn participants(devices: &[DeviceCiphertext]) -> Node {
     Node::new("participants").children(
-        devices
-            .iter()
-            .map(|d| Node::new("to").attr("jid", d.device.clone()).children([enc_node(d.kind, &d.ciphertext)])),
+        devices.iter().map(|d| {
+            Node::new("to").attr("jid", d.device.clone()).children([enc_node(d.kind, &d.ciphertext)])
+        }),
     )
 }
 
@@ -173,7 +173,12 @@ mod tests {
     #[test]
     fn dm_matches_transcript() {
         let t = node(DM_OUT);
-        let built = dm_stanza("3EB0CA77CE5D0FA9DA0A18", &t.attr_jid("to").unwrap(), &entries(&t), Some(&identity(&t)));
+        let built = dm_stanza(
+            "3EB0CA77CE5D0FA9DA0A18",
+            &t.attr_jid("to").unwrap(),
+            &entries(&t),
+            Some(&identity(&t)),
+        );
         assert_shape(DM_OUT, &built);
         let order: Vec<&str> = built.attrs.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(order, ["id", "type", "to"]);
@@ -182,7 +187,11 @@ mod tests {
     /// Without any pkmsg the device identity is left out.
     #[test]
     fn dm_without_pkmsg_has_no_identity() {
-        let d = DeviceCiphertext { device: "1:1@s.whatsapp.net".parse().unwrap(), kind: EncType::Msg, ciphertext: vec![1] };
+        let d = DeviceCiphertext {
+            device: "1:1@s.whatsapp.net".parse().unwrap(),
+            kind: EncType::Msg,
+            ciphertext: vec![1],
+        };
         let built = dm_stanza("x", &"1@s.whatsapp.net".parse().unwrap(), &[d], Some(b"id"));
         assert!(built.child("device-identity").is_none());
     }
@@ -211,7 +220,10 @@ mod tests {
     #[test]
     fn retries_match_transcript() {
         let t = node(DM_RETRY_OUT);
-        assert_shape(DM_RETRY_OUT, &dm_retry_stanza("3EB07072D99E678344629B", &entries(&t)[0], Some(&identity(&t))));
+        assert_shape(
+            DM_RETRY_OUT,
+            &dm_retry_stanza("3EB07072D99E678344629B", &entries(&t)[0], Some(&identity(&t))),
+        );
         let g = node(GROUP_RETRY_OUT);
         let built = group_retry_stanza(
             "3EB050459619C06BD9D490",

@@ -25,13 +25,18 @@ pub(crate) fn req_attr(node: &Node, tag: &'static str, attr: &'static str) -> Re
 }
 
 /// An optional JID attribute; present but unparsable is an error.
-pub(crate) fn opt_jid(node: &Node, tag: &'static str, attr: &'static str) -> Result<Option<Jid>, StanzaError> {
+pub(crate) fn opt_jid(
+    node: &Node,
+    tag: &'static str,
+    attr: &'static str,
+) -> Result<Option<Jid>, StanzaError> {
     match node.attr_value(attr) {
         None => Ok(None),
-        Some(v) => v
-            .to_jid()
-            .map(Some)
-            .ok_or_else(|| StanzaError::InvalidAttr { tag, attr, value: cut(&v.to_string(), 64) }),
+        Some(v) => v.to_jid().map(Some).ok_or_else(|| StanzaError::InvalidAttr {
+            tag,
+            attr,
+            value: cut(&v.to_string(), 64),
+        }),
     }
 }
 
@@ -41,7 +46,11 @@ pub(crate) fn req_jid(node: &Node, tag: &'static str, attr: &'static str) -> Res
 }
 
 /// An optional unsigned integer attribute.
-pub(crate) fn opt_u64(node: &Node, tag: &'static str, attr: &'static str) -> Result<Option<u64>, StanzaError> {
+pub(crate) fn opt_u64(
+    node: &Node,
+    tag: &'static str,
+    attr: &'static str,
+) -> Result<Option<u64>, StanzaError> {
     match attr_text(node, attr) {
         None => Ok(None),
         Some(v) => {

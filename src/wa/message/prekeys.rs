@@ -56,7 +56,9 @@ pub(crate) fn parse_bundle(user: &Node, keys: &Node) -> Result<PreKeyBundle, Sta
     let identity: [u8; 32] = fixed_child(keys, "user", "identity")?;
     let skey = req_child(keys, "user", "skey")?;
     let pre_key = match keys.child("key") {
-        Some(k) => Some((be_child::<3>(k, "key", "id")?, PublicKey::from_raw(fixed_child(k, "key", "value")?))),
+        Some(k) => {
+            Some((be_child::<3>(k, "key", "id")?, PublicKey::from_raw(fixed_child(k, "key", "value")?)))
+        }
         None => None,
     };
     Ok(PreKeyBundle {
@@ -106,7 +108,10 @@ mod tests {
         assert_eq!(*jid, j("15550000002:1@s.whatsapp.net"));
         assert_eq!(b.registration_id, 0x5b);
         assert_eq!(b.signed_pre_key_id, 1);
-        assert_eq!(hex::encode(b.identity_key.raw()), "21b905e860be982c03567e92c6b402ac38feda064bab2d8b4985145c1d087542");
+        assert_eq!(
+            hex::encode(b.identity_key.raw()),
+            "21b905e860be982c03567e92c6b402ac38feda064bab2d8b4985145c1d087542"
+        );
         let (pk_id, pk) = b.pre_key.as_ref().unwrap();
         assert_eq!(*pk_id, 2);
         assert_eq!(hex::encode(pk.raw()), "97b358aa037e120197952c6b24518cf825bf27e56641398e93a8cd0083bc5161");
@@ -118,14 +123,15 @@ mod tests {
     fn keys_wrapper_and_missing_one_time_key() {
         let mut n = node(RESULT);
         // Drop the one-time key.
-        if let crate::wa::binary::Content::Nodes(users) = &mut n.content {
-            if let crate::wa::binary::Content::Nodes(u) = &mut users[0].content {
-                if let crate::wa::binary::Content::Nodes(kids) = &mut u[0].content {
-                    kids.retain(|k| k.tag != "key");
-                    let keys: Vec<Node> = kids.drain(1..).collect();
-                    kids.push(Node::new("keys").children(keys));
-                }
-            }
+        if let crate::wa::binary::Content::Nodes(users) = &mut n.content
+            && let crate::wa::binary::Content::Nodes(u) = &mut users[0].content
+            && let crate::wa::binary::Content::Nodes(kids) = &mut u[0].content
+        {
+            kids.retain(|k| k.tag != "key");
+            let keys: Vec<Node> = kids.drain(1..).collect();
+            kids.push(Node::new("keys").children(keys));
+        } else {
+            panic!("fixture shape changed");
         }
         let r = parse_prekey_result(&n).unwrap();
         assert!(r[0].1.pre_key.is_none());
@@ -140,7 +146,11 @@ mod tests {
         );
         assert_eq!(
             parse_prekey_result(&err).unwrap_err(),
-            (StanzaError::UserError { jid: "1@s.whatsapp.net".into(), code: "404".into(), text: "item-not-found".into() })
+            (StanzaError::UserError {
+                jid: "1@s.whatsapp.net".into(),
+                code: "404".into(),
+                text: "item-not-found".into()
+            })
         );
         let short = RESULT.replace("\"hex\": \"0000005b\"", "\"hex\": \"5b\"");
         assert_eq!(

@@ -148,7 +148,12 @@ fn id3(id: u32) -> Vec<u8> {
 
 /// The retry receipt for a message we failed to decrypt: `<retry count id t v="1"/>`,
 /// `<registration>` and, when given, `<keys>`.
-pub fn retry_receipt(msg: &InboundMessage, count: u32, registration_id: u32, keys: Option<&RetryKeys>) -> Node {
+pub fn retry_receipt(
+    msg: &InboundMessage,
+    count: u32,
+    registration_id: u32,
+    keys: Option<&RetryKeys>,
+) -> Node {
     let (to, participant, recipient) = target(msg);
     let mut r = Node::new("receipt").attr("id", msg.id.as_str()).attr("type", "retry").attr("to", to);
     if let Some(p) = participant {
@@ -235,7 +240,8 @@ pub fn parse_receipt(node: &Node) -> Result<InboundReceipt, StanzaError> {
     let kind = ReceiptType::from_attr(attr_text(node, "type").as_deref());
     let retry = if kind == ReceiptType::Retry {
         let r = req_child(node, "receipt", "retry")?;
-        let count = opt_u64(r, "retry", "count")?.ok_or(StanzaError::MissingAttr { tag: "retry", attr: "count" })?;
+        let count =
+            opt_u64(r, "retry", "count")?.ok_or(StanzaError::MissingAttr { tag: "retry", attr: "count" })?;
         let count = u32::try_from(count).map_err(|_| StanzaError::InvalidAttr {
             tag: "retry",
             attr: "count",
@@ -255,7 +261,9 @@ pub fn parse_receipt(node: &Node) -> Result<InboundReceipt, StanzaError> {
         None
     };
     let more_ids = match node.child("list") {
-        Some(l) => l.children_with_tag("item").map(|i| req_attr(i, "item", "id")).collect::<Result<_, _>>()?,
+        Some(l) => {
+            l.children_with_tag("item").map(|i| req_attr(i, "item", "id")).collect::<Result<_, _>>()?
+        }
         None => Vec::new(),
     };
     Ok(InboundReceipt {

@@ -57,7 +57,8 @@ pub fn parse_device_result(iq: &Node) -> Result<Vec<UserDevices>, StanzaError> {
         let dl = req_child(devices, "devices", "device-list")?;
         let mut found = Vec::new();
         for d in dl.children_with_tag("device") {
-            let id = opt_u64(d, "device", "id")?.ok_or(StanzaError::MissingAttr { tag: "device", attr: "id" })?;
+            let id =
+                opt_u64(d, "device", "id")?.ok_or(StanzaError::MissingAttr { tag: "device", attr: "id" })?;
             let id = u16::try_from(id).map_err(|_| StanzaError::InvalidAttr {
                 tag: "device",
                 attr: "id",
@@ -112,7 +113,11 @@ mod tests {
         assert_eq!(r[0].user, j("15550000001@s.whatsapp.net"));
         assert_eq!(
             r[0].devices,
-            vec![j("15550000001@s.whatsapp.net"), j("15550000001:1@s.whatsapp.net"), j("15550000001:2@s.whatsapp.net")]
+            vec![
+                j("15550000001@s.whatsapp.net"),
+                j("15550000001:1@s.whatsapp.net"),
+                j("15550000001:2@s.whatsapp.net")
+            ]
         );
         assert_eq!(r[1].devices, vec![j("15550000002@s.whatsapp.net"), j("15550000002:1@s.whatsapp.net")]);
     }
@@ -130,7 +135,9 @@ mod tests {
     /// Error answers and malformed results give typed errors.
     #[test]
     fn errors_are_typed() {
-        let err = node(r#"{"tag":"iq","attrs":{"type":"error"},"content":[{"tag":"error","attrs":{"code":"400"}}]}"#);
+        let err = node(
+            r#"{"tag":"iq","attrs":{"type":"error"},"content":[{"tag":"error","attrs":{"code":"400"}}]}"#,
+        );
         assert_eq!(
             parse_device_result(&err),
             Err(StanzaError::IqFailed { kind: "error".into(), code: Some("400".into()) })
@@ -139,7 +146,8 @@ mod tests {
             r#"{"tag":"iq","attrs":{"type":"result"},"content":[{"tag":"usync","attrs":{},"content":[{"tag":"list","attrs":{},"content":[{"tag":"user","attrs":{"jid":"1@s.whatsapp.net"},"content":[{"tag":"devices","attrs":{},"content":[{"tag":"error","attrs":{"code":"404","text":"x"}}]}]}]}]}]}"#,
         );
         assert!(matches!(parse_device_result(&user_err), Err(StanzaError::UserError { .. })));
-        let no_list = node(r#"{"tag":"iq","attrs":{"type":"result"},"content":[{"tag":"usync","attrs":{}}]}"#);
+        let no_list =
+            node(r#"{"tag":"iq","attrs":{"type":"result"},"content":[{"tag":"usync","attrs":{}}]}"#);
         assert_eq!(
             parse_device_result(&no_list),
             Err(StanzaError::MissingChild { parent: "usync", child: "list" })

@@ -88,25 +88,40 @@ fn parses_transcript_receipts() {
         r#"{"tag": "receipt", "attrs": {"from": "15550000002:1@s.whatsapp.net", "id": "3EB0CA77CE5D0FA9DA0A18", "t": "1795436576"}}"#,
     ))
     .unwrap();
-    assert_eq!((d.kind.clone(), d.t, d.sender().clone()), (ReceiptType::Delivery, Some(1_795_436_576), j("15550000002:1@s.whatsapp.net")));
+    assert_eq!(
+        (d.kind.clone(), d.t, d.sender().clone()),
+        (ReceiptType::Delivery, Some(1_795_436_576), j("15550000002:1@s.whatsapp.net"))
+    );
     let s = parse_receipt(&node(
         r#"{"tag": "receipt", "attrs": {"from": "15550000001:2@s.whatsapp.net", "recipient": "15550000002@s.whatsapp.net", "type": "sender", "id": "3EB0CA77CE5D0FA9DA0A18", "t": "1795436576"}}"#,
     ))
     .unwrap();
-    assert_eq!((s.kind.clone(), s.recipient.clone()), (ReceiptType::Sender, Some(j("15550000002@s.whatsapp.net"))));
+    assert_eq!(
+        (s.kind.clone(), s.recipient.clone()),
+        (ReceiptType::Sender, Some(j("15550000002@s.whatsapp.net")))
+    );
     let g = parse_receipt(&node(
         r#"{"tag": "receipt", "attrs": {"from": "120363000000000001@g.us", "participant": "15550000003:1@s.whatsapp.net", "type": "retry", "id": "3EB050459619C06BD9D490", "t": "1795436587"}, "content": [{"tag": "retry", "attrs": {"count": "1", "id": "3EB050459619C06BD9D490", "t": "1795436582", "v": "1"}}, {"tag": "registration", "attrs": {}, "content": {"hex": "000000c1"}}]}"#,
     ))
     .unwrap();
     assert_eq!(*g.sender(), j("15550000003:1@s.whatsapp.net"));
     let retry = g.retry.unwrap();
-    assert_eq!((retry.count, retry.t, retry.registration_id, retry.bundle.is_none()), (1, Some(1_795_436_582), 0xc1, true));
+    assert_eq!(
+        (retry.count, retry.t, retry.registration_id, retry.bundle.is_none()),
+        (1, Some(1_795_436_582), 0xc1, true)
+    );
 }
 
 /// Read receipts carry t, participant and extra ids in a list.
 #[test]
 fn read_receipt_shape() {
-    let r = read_receipt(&j("120363@g.us"), Some(&j("1:2@s.whatsapp.net")), &["a", "b", "c"], 42, ReceiptType::Read);
+    let r = read_receipt(
+        &j("120363@g.us"),
+        Some(&j("1:2@s.whatsapp.net")),
+        &["a", "b", "c"],
+        42,
+        ReceiptType::Read,
+    );
     assert_shape(
         r#"{"tag":"receipt","attrs":{"id":"a","to":"120363@g.us","participant":"1:2@s.whatsapp.net","type":"read","t":"42"},"content":[{"tag":"list","attrs":{},"content":[{"tag":"item","attrs":{"id":"b"}},{"tag":"item","attrs":{"id":"c"}}]}]}"#,
         &r,
@@ -124,13 +139,22 @@ fn read_receipt_shape() {
 #[test]
 fn malformed_is_typed() {
     let no_retry = node(r#"{"tag":"receipt","attrs":{"id":"1","from":"1@s.whatsapp.net","type":"retry"}}"#);
-    assert_eq!(parse_receipt(&no_retry).unwrap_err(), (StanzaError::MissingChild { parent: "receipt", child: "retry" }));
+    assert_eq!(
+        parse_receipt(&no_retry).unwrap_err(),
+        (StanzaError::MissingChild { parent: "receipt", child: "retry" })
+    );
     let no_reg = node(
         r#"{"tag":"receipt","attrs":{"id":"1","from":"1@s.whatsapp.net","type":"retry"},"content":[{"tag":"retry","attrs":{"count":"1"}}]}"#,
     );
-    assert_eq!(parse_receipt(&no_reg).unwrap_err(), (StanzaError::MissingChild { parent: "receipt", child: "registration" }));
+    assert_eq!(
+        parse_receipt(&no_reg).unwrap_err(),
+        (StanzaError::MissingChild { parent: "receipt", child: "registration" })
+    );
     let no_from = node(r#"{"tag":"receipt","attrs":{"id":"1"}}"#);
-    assert_eq!(parse_receipt(&no_from).unwrap_err(), (StanzaError::MissingAttr { tag: "receipt", attr: "from" }));
+    assert_eq!(
+        parse_receipt(&no_from).unwrap_err(),
+        (StanzaError::MissingAttr { tag: "receipt", attr: "from" })
+    );
     assert_eq!(ReceiptType::from_attr(Some("server-error")), ReceiptType::Other("server-error".into()));
 }
 
