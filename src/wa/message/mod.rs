@@ -21,5 +21,7 @@ mod parse;
 
 #[cfg(test)]
 mod fixtures;
+#[cfg(test)]
+mod tests;
 
 pub use error::{PlaintextError, StanzaError};

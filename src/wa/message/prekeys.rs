@@ -44,6 +44,41 @@ pub fn parse_prekey_result(iq: &Node) -> Result<Vec<(Jid, PreKeyBundle)>, Stanza
     Ok(out)
 }
 
+/// The server's answer to a bundle fetch (simulator side, the inverse of
+/// [`parse_prekey_result`]): one `<user jid>` per device with its keys directly under it.
+pub fn prekey_result(iq_id: &str, bundles: &[(Jid, PreKeyBundle)]) -> Node {
+    let users =
+        bundles.iter().map(|(jid, b)| {
+            let mut kids = vec![
+                Node::new("registration").bytes(b.registration_id.to_be_bytes()),
+                Node::new("type").bytes([KEY_TYPE_DJB]),
+                Node::new("identity").bytes(b.identity_key.raw().to_vec()),
+            ];
+            if let Some((id, key)) = &b.pre_key {
+                kids.push(Node::new("key").children([
+                    Node::new("id").bytes(id3(*id)),
+                    Node::new("value").bytes(key.raw().to_vec()),
+                ]));
+            }
+            kids.push(Node::new("skey").children([
+                Node::new("id").bytes(id3(b.signed_pre_key_id)),
+                Node::new("value").bytes(b.signed_pre_key.raw().to_vec()),
+                Node::new("signature").bytes(b.signed_pre_key_signature.to_vec()),
+            ]));
+            Node::new("user").attr("jid", jid.clone()).children(kids)
+        });
+    Node::new("iq")
+        .attr("from", Server::User.as_str())
+        .attr("type", "result")
+        .attr("id", iq_id)
+        .children([Node::new("list").children(users)])
+}
+
+/// A key id as the 3 big-endian bytes WA sends (ids are below 2^24).
+pub(crate) fn id3(id: u32) -> Vec<u8> {
+    id.to_be_bytes()[1..].to_vec()
+}
+
 /// A bundle from `<registration>` under `user` and the key children under `keys`.
 pub(crate) fn parse_bundle(user: &Node, keys: &Node) -> Result<PreKeyBundle, StanzaError> {
     let registration_id = be_child::<4>(user, "user", "registration")?;
@@ -136,6 +171,13 @@ mod tests {
         let r = parse_prekey_result(&n).unwrap();
         assert!(r[0].1.pre_key.is_none());
         assert_eq!(r[0].1.signed_pre_key_id, 1);
+    }
+
+    /// The server-side answer builder reproduces the transcript's answer from the parsed bundle.
+    #[test]
+    fn result_builder_matches_transcript() {
+        let parsed = parse_prekey_result(&node(RESULT)).unwrap();
+        assert_shape(RESULT, &prekey_result("62679.46528-13", &parsed));
     }
 
     /// Per-user errors and short keys give typed errors.

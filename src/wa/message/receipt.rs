@@ -6,7 +6,7 @@
 use super::error::{StanzaError, cut};
 use super::inbound::InboundMessage;
 use super::parse::{attr_text, be_child, expect_tag, opt_jid, opt_u64, req_attr, req_child, req_jid};
-use super::prekeys::parse_bundle;
+use super::prekeys::{id3, parse_bundle};
 use crate::wa::binary::Node;
 use crate::wa::jid::Jid;
 use crate::wa::signal::{KEY_TYPE_DJB, PreKeyBundle, PublicKey};
@@ -140,10 +140,6 @@ pub struct RetryKeys {
     pub signed_pre_key_signature: [u8; 64],
     /// Our `ADVSignedDeviceIdentity` bytes.
     pub device_identity: Vec<u8>,
-}
-
-fn id3(id: u32) -> Vec<u8> {
-    id.to_be_bytes()[1..].to_vec()
 }
 
 /// The retry receipt for a message we failed to decrypt: `<retry count id t v="1"/>`,
