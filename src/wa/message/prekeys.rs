@@ -44,6 +44,13 @@ pub fn parse_prekey_result(iq: &Node) -> Result<Vec<(Jid, PreKeyBundle)>, Stanza
     Ok(out)
 }
 
+/// Server side: the devices asked for in a bundle fetch, in order.
+pub fn parse_prekey_fetch(iq: &Node) -> Result<Vec<Jid>, StanzaError> {
+    super::parse::expect_tag(iq, "iq")?;
+    let key = req_child(iq, "iq", "key")?;
+    key.children_with_tag("user").map(|u| req_jid(u, "user", "jid")).collect()
+}
+
 /// The server's answer to a bundle fetch (simulator side, the inverse of
 /// [`parse_prekey_result`]): one `<user jid>` per device with its keys directly under it.
 pub fn prekey_result(iq_id: &str, bundles: &[(Jid, PreKeyBundle)]) -> Node {
@@ -173,6 +180,18 @@ mod tests {
         assert_eq!(r[0].1.signed_pre_key_id, 1);
     }
 
+    /// Server side: the fetch parses back to the requested devices.
+    #[test]
+    fn fetch_parses_server_side() {
+        let devices = parse_prekey_fetch(&node(FETCH)).unwrap();
+        assert_eq!(devices.len(), 4);
+        assert_eq!(devices[2], j("15550000001:2@s.whatsapp.net"));
+        assert_eq!(
+            parse_prekey_fetch(&Node::new("iq")),
+            Err(StanzaError::MissingChild { parent: "iq", child: "key" })
+        );
+    }
+
     /// The server-side answer builder reproduces the transcript's answer from the parsed bundle.
     #[test]
     fn result_builder_matches_transcript() {
@@ -206,6 +225,7 @@ mod tests {
         #[test]
         fn arbitrary_node_never_panics(n in arb_node()) {
             let _ = parse_prekey_result(&n);
+            let _ = parse_prekey_fetch(&n);
         }
     }
 }

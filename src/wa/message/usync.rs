@@ -80,6 +80,43 @@ pub fn parse_device_result(iq: &Node) -> Result<Vec<UserDevices>, StanzaError> {
     Ok(out)
 }
 
+/// Server side: the users asked for in a usync device query (bare JIDs, in order), with the
+/// `sid` to echo.
+pub fn parse_device_query(iq: &Node) -> Result<(String, Vec<Jid>), StanzaError> {
+    super::parse::expect_tag(iq, "iq")?;
+    let usync = req_child(iq, "iq", "usync")?;
+    let sid = attr_text(usync, "sid").unwrap_or_default();
+    let list = req_child(usync, "usync", "list")?;
+    let users = list
+        .children_with_tag("user")
+        .map(|u| req_jid(u, "user", "jid").map(|j| j.to_non_ad()))
+        .collect::<Result<_, _>>()?;
+    Ok((sid, users))
+}
+
+/// Server side: the usync answer for `users` (simulator). Device 0 is listed bare; other
+/// devices get `key-index` = their device number so Baileys keeps them.
+pub fn device_result(iq_id: &str, sid: &str, users: &[UserDevices]) -> Node {
+    let list = users.iter().map(|u| {
+        let devices = u.devices.iter().map(|d| {
+            let n = Node::new("device").attr("id", d.device.to_string());
+            if d.device == 0 { n } else { n.attr("key-index", d.device.to_string()) }
+        });
+        Node::new("user")
+            .attr("jid", u.user.to_non_ad())
+            .children([Node::new("devices").children([Node::new("device-list").children(devices)])])
+    });
+    Node::new("iq").attr("from", Server::User.as_str()).attr("type", "result").attr("id", iq_id).children([
+        Node::new("usync")
+            .attr("context", "message")
+            .attr("mode", "query")
+            .attr("sid", sid)
+            .attr("last", "true")
+            .attr("index", "0")
+            .children([Node::new("list").children(list)]),
+    ])
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -122,6 +159,17 @@ mod tests {
         assert_eq!(r[1].devices, vec![j("15550000002@s.whatsapp.net"), j("15550000002:1@s.whatsapp.net")]);
     }
 
+    /// Server side: the query parses back to its users and the answer builder round-trips.
+    #[test]
+    fn server_side_round_trip() {
+        let (sid, users) = parse_device_query(&node(QUERY)).unwrap();
+        assert_eq!(sid, "62679.46528-4");
+        assert_eq!(users, vec![j("15550000001@s.whatsapp.net"), j("15550000002@s.whatsapp.net")]);
+        let parsed = parse_device_result(&node(RESULT)).unwrap();
+        assert_eq!(parse_device_result(&device_result("1", &sid, &parsed)).unwrap(), parsed);
+        assert!(parse_device_query(&Node::new("iq")).is_err());
+    }
+
     /// Companions without key-index are dropped; hosted devices move to the hosted server.
     #[test]
     fn key_index_and_hosted() {
@@ -159,6 +207,7 @@ mod tests {
         #[test]
         fn arbitrary_node_never_panics(n in arb_node()) {
             let _ = parse_device_result(&n);
+            let _ = parse_device_query(&n);
         }
     }
 }
