@@ -74,7 +74,8 @@ impl InboundMessage {
     }
 }
 
-fn parse_enc(n: &Node) -> Result<Enc, StanzaError> {
+/// Parses one `<enc>` child.
+pub(crate) fn parse_enc(n: &Node) -> Result<Enc, StanzaError> {
     let kind_s = req_attr(n, "enc", "type")?;
     let kind = EncType::from_attr(&kind_s).ok_or_else(|| StanzaError::InvalidAttr {
         tag: "enc",

@@ -15,6 +15,7 @@ pub mod padding;
 pub mod phash;
 pub mod prekeys;
 pub mod receipt;
+pub mod relay;
 pub mod usync;
 
 mod parse;
