@@ -77,6 +77,66 @@ pub fn parse_relay(node: &Node) -> Result<RelayMessage, StanzaError> {
     })
 }
 
+/// Server side: the stanza the server delivers to `device` for a relayed message from
+/// `sender` (the sending device), as protocol/11-messages.md §6 requires: `from` = sender
+/// device (1:1) or group with `participant`; `recipient` = the chat on copies for the sender's
+/// own other devices; the device's own `<enc>` first, then the shared `skmsg`, then
+/// `<device-identity>` when its own enc is a pkmsg; `offline="1"` from the offline queue.
+/// `None` when the stanza has nothing for that device.
+pub fn delivery_for(relay: &RelayMessage, sender: &Jid, device: &Jid, t: u64, offline: bool) -> Option<Node> {
+    let own = relay.targets.iter().find(|(jid, _)| jid == device).map(|(_, e)| e);
+    let direct_pairwise = relay.direct.iter().find(|e| e.kind != super::enc::EncType::Skmsg);
+    let own = own.or(direct_pairwise);
+    let skmsg = relay.skmsg();
+    if own.is_none() && skmsg.is_none() {
+        return None;
+    }
+    let grouped = relay.to.is_group() || relay.to.is_broadcast();
+    let mut m = Node::new("message");
+    if grouped {
+        m.set_attr("from", relay.to.clone());
+        m.set_attr("participant", sender.clone());
+    } else {
+        m.set_attr("from", sender.clone());
+        if device.user == sender.user && device.server == sender.server && relay.category.is_none() {
+            m.set_attr("recipient", relay.to.to_non_ad());
+        }
+    }
+    m.set_attr("id", relay.id.as_str());
+    m.set_attr("t", t.to_string());
+    m.set_attr("type", relay.msg_type.as_str());
+    if let Some(c) = &relay.category {
+        m.set_attr("category", c.as_str());
+    }
+    if let Some(a) = &relay.addressing_mode {
+        m.set_attr("addressing_mode", a.as_str());
+    }
+    if offline {
+        m.set_attr("offline", "1");
+    }
+    let mut kids = Vec::new();
+    kids.extend(own.map(enc_to_node));
+    kids.extend(skmsg.map(enc_to_node));
+    if own.is_some_and(|e| e.kind == super::enc::EncType::Pkmsg) {
+        kids.extend(relay.device_identity.as_ref().map(|d| Node::new("device-identity").bytes(d.clone())));
+    }
+    Some(m.children(kids))
+}
+
+fn enc_to_node(e: &Enc) -> Node {
+    let mut n = Node::new("enc").attr("v", e.version.to_string()).attr("type", e.kind.as_str());
+    if let Some(c) = e.count {
+        n.set_attr("count", c.to_string());
+    }
+    if let Some(m) = &e.media_type {
+        n.set_attr("mediatype", m.as_str());
+    }
+    if e.hide_on_fail {
+        n.set_attr("decrypt-fail", "hide");
+    }
+    n.bytes(e.ciphertext.clone())
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -84,7 +144,7 @@ mod tests {
     use super::*;
     use crate::wa::message::enc::EncType;
     use crate::wa::message::fixtures::{
-        DM_OUT, DM_RETRY_OUT, GROUP_OUT, GROUP_RETRY_OUT, PEER_OUT, arb_node, node,
+        DM_IN_DSM, DM_OUT, DM_RETRY_OUT, GROUP_OUT, GROUP_RETRY_OUT, PEER_OUT, arb_node, assert_shape, node,
     };
 
     /// Every client stanza of the transcript parses into the right targets and shared encs.
@@ -107,6 +167,32 @@ mod tests {
         assert_eq!(gr.participant, Some("15550000003:1@s.whatsapp.net".parse().unwrap()));
         let p = parse_relay(&node(PEER_OUT)).unwrap();
         assert_eq!((p.category.as_deref(), p.direct.len(), p.skmsg().is_none()), (Some("peer"), 1, true));
+    }
+
+    /// The server-side delivery of the transcript's group and 1:1 sends reproduces what the
+    /// fake server delivered (own enc first, skmsg, device-identity; recipient on DSM copies).
+    #[test]
+    fn delivery_matches_transcript() {
+        let a1: Jid = "15550000001:1@s.whatsapp.net".parse().unwrap();
+        let g = parse_relay(&node(GROUP_OUT)).unwrap();
+        let to_a2 =
+            delivery_for(&g, &a1, &"15550000001:2@s.whatsapp.net".parse().unwrap(), 1_795_436_577, false);
+        assert_shape(
+            r#"{"tag": "message", "attrs": {"from": "120363000000000001@g.us", "participant": "15550000001:1@s.whatsapp.net", "id": "3EB0E12BE09DBB33E5FB4F", "t": "1795436577", "type": "text", "addressing_mode": "pn"}, "content": [{"tag": "enc", "attrs": {"v": "2", "type": "pkmsg"}, "content": {"hex_prefix": "33080112210509dacf19681264cf2691", "len": 260}}, {"tag": "enc", "attrs": {"v": "2", "type": "skmsg"}, "content": {"hex_prefix": "3308ba89972310001a3040cb44b35700", "len": 122}}, {"tag": "device-identity", "attrs": {}, "content": {"hex_prefix": "0a0a0801109fe090d806180112205902", "len": 178}}]}"#,
+            &to_a2.unwrap(),
+        );
+        let phone =
+            delivery_for(&g, &a1, &"15550000002@s.whatsapp.net".parse().unwrap(), 1_795_436_577, false);
+        assert_eq!(phone.unwrap().child_nodes().len(), 1, "skmsg only for devices without a <to>");
+        let dm = parse_relay(&node(DM_OUT)).unwrap();
+        let dsm =
+            delivery_for(&dm, &a1, &"15550000001:2@s.whatsapp.net".parse().unwrap(), 1_795_436_576, false)
+                .unwrap();
+        assert_shape(DM_IN_DSM, &dsm);
+        let unknown = delivery_for(&dm, &a1, &"15550000009:1@s.whatsapp.net".parse().unwrap(), 1, true);
+        assert!(unknown.is_none());
+        let off = delivery_for(&dm, &a1, &"15550000002:1@s.whatsapp.net".parse().unwrap(), 1, true).unwrap();
+        assert_eq!((off.attr_str("offline"), off.attr_value("recipient")), (Some("1"), None));
     }
 
     /// Malformed client stanzas give typed errors.
