@@ -98,3 +98,78 @@ fn dm_fan_out_round_trip_through_signal_and_codec() {
         assert_eq!(decoded.device_sent_to.is_some(), *own, "only own devices get the DSM");
     }
 }
+
+/// Group send: our sender key's SKDM goes pairwise inside the stanza, the body once as skmsg;
+/// the receiver (after server delivery) processes the SKDM and decrypts the skmsg to text.
+#[test]
+fn group_send_round_trip_through_sender_keys() {
+    use super::content::skdm_message;
+    use super::outbound::{GroupSend, group_stanza};
+    use super::relay::{delivery_for, parse_relay};
+    use crate::wa::signal::{
+        SenderKeyDistributionMessage, SenderKeyName, create_distribution_message, decrypt_prekey_message,
+        group_decrypt, group_encrypt, process_distribution_message,
+    };
+
+    let mut rng = StdRng::seed_from_u64(7);
+    let group = j("120363000000000001@g.us");
+    let alice = LocalIdentity::generate(&mut rng);
+    let alice_dev = j("15550000001:1@s.whatsapp.net");
+    let bob_dev = j("15550000002:1@s.whatsapp.net");
+    let bob = LocalIdentity::generate(&mut rng);
+    let bob_signed = SignedPreKeyRecord::generate(&bob, 1, &mut rng);
+    let bob_otk = generate_pre_keys(1, 1, &mut rng).remove(0);
+
+    let name = SenderKeyName::new(group.to_string(), addr(&alice_dev));
+    let (skdm, own_record, _) = create_distribution_message(&name, None, &mut rng);
+    let skmsg =
+        group_encrypt(&name, &own_record, &encode_plaintext(&text_message("hi group"), &mut rng), &mut rng)
+            .unwrap()
+            .bytes;
+    let bundle = PreKeyBundle::from_local(&bob, &bob_signed, Some(&bob_otk));
+    let (session, _) = process_bundle(&alice, &addr(&bob_dev), None, &bundle, &mut rng).unwrap();
+    let skdm_plain = encode_plaintext(&skdm_message(&group, &skdm.encode()), &mut rng);
+    let pairwise = encrypt(&addr(&bob_dev), &session, &skdm_plain).unwrap();
+    let entries = [DeviceCiphertext {
+        device: bob_dev.clone(),
+        kind: pairwise.kind.into(),
+        ciphertext: pairwise.ciphertext,
+    }];
+    let send = GroupSend {
+        id: "3EB0GG",
+        group: &group,
+        addressing_mode: Some("pn"),
+        skmsg: &skmsg,
+        skdm: &entries,
+        device_identity: Some(b"adv"),
+    };
+    let wire = unmarshal(&marshal(&group_stanza(&send)).unwrap()).unwrap();
+    let relay = parse_relay(&wire).unwrap();
+    let delivered = delivery_for(&relay, &alice_dev, &bob_dev, 1_795_436_577, false).unwrap();
+    let inbound = parse_message(&unmarshal(&marshal(&delivered).unwrap()).unwrap()).unwrap();
+    assert_eq!(inbound.encs.iter().map(|e| e.kind).collect::<Vec<_>>(), [EncType::Pkmsg, EncType::Skmsg]);
+
+    // Bob: pairwise first (SKDM), then the skmsg.
+    let pk = PreKeySignalMessage::decode(&inbound.encs[0].ciphertext).unwrap();
+    let out = decrypt_prekey_message(
+        &bob,
+        &addr(inbound.sender()),
+        None,
+        &pk,
+        Some(&bob_signed),
+        Some(&bob_otk),
+        &mut rng,
+    )
+    .unwrap();
+    let carried = decode_plaintext(&out.plaintext).unwrap();
+    let (gid, axolotl) = carried.skdm.unwrap();
+    assert_eq!(gid, group.to_string());
+    let their_name = SenderKeyName::new(inbound.from.to_string(), addr(inbound.sender()));
+    let (record, _) = process_distribution_message(
+        &their_name,
+        None,
+        &SenderKeyDistributionMessage::decode(&axolotl).unwrap(),
+    );
+    let body = group_decrypt(&their_name, &record, &inbound.encs[1].ciphertext).unwrap();
+    assert_eq!(decode_plaintext(&body.bytes).unwrap().content, MessageContent::Text("hi group".into()));
+}
