@@ -25,4 +25,24 @@ mod fixtures;
 #[cfg(test)]
 mod tests;
 
+pub use ack::{ServerAck, ack_for, message_nack, parse_ack};
+pub use content::{
+    DecodedMessage, MessageContent, content_of, decode_plaintext, device_sent, encode_plaintext,
+    skdm_message, text_message,
+};
+pub use enc::{EncType, enc_node};
 pub use error::{PlaintextError, StanzaError};
+pub use id::new_message_id;
+pub use inbound::{Enc, InboundMessage, parse_message};
+pub use outbound::{
+    DeviceCiphertext, GroupSend, dm_retry_stanza, dm_stanza, group_retry_stanza, group_stanza, peer_stanza,
+};
+pub use padding::{pad, unpad};
+pub use phash::participant_hash;
+pub use prekeys::{parse_prekey_fetch, parse_prekey_result, prekey_fetch, prekey_result};
+pub use receipt::{
+    InboundReceipt, ReceiptType, RetryKeys, RetryRequest, delivery_receipt, parse_receipt, read_receipt,
+    retry_receipt,
+};
+pub use relay::{RelayMessage, delivery_for, parse_relay};
+pub use usync::{UserDevices, device_query, device_result, parse_device_query, parse_device_result};

@@ -105,11 +105,18 @@ pub fn delivery_receipt(msg: &InboundMessage, own: &Jid, active: bool) -> Node {
     r
 }
 
-/// A read receipt for messages `ids` (non-empty; extra ids go into `<list><item>`) from
-/// `chat`, with `participant` = the sender device in groups; `t` = now (unix seconds).
-pub fn read_receipt(chat: &Jid, participant: Option<&Jid>, ids: &[&str], t: u64, kind: ReceiptType) -> Node {
-    let first = ids.first().copied().unwrap_or_default();
-    let mut r = Node::new("receipt").attr("id", first).attr("to", chat.clone());
+/// A read (or `read-self`/`played`) receipt for message `id` and further `more_ids` (same
+/// sender; sent in `<list><item>`) from `chat`, with `participant` = the sender device in
+/// groups; `t` = now (unix seconds).
+pub fn read_receipt(
+    chat: &Jid,
+    participant: Option<&Jid>,
+    id: &str,
+    more_ids: &[&str],
+    t: u64,
+    kind: ReceiptType,
+) -> Node {
+    let mut r = Node::new("receipt").attr("id", id).attr("to", chat.clone());
     if let Some(p) = participant {
         r.set_attr("participant", p.clone());
     }
@@ -117,8 +124,8 @@ pub fn read_receipt(chat: &Jid, participant: Option<&Jid>, ids: &[&str], t: u64,
         r.set_attr("type", k);
     }
     r.set_attr("t", t.to_string());
-    if ids.len() > 1 {
-        let items = ids.iter().skip(1).map(|id| Node::new("item").attr("id", *id));
+    if !more_ids.is_empty() {
+        let items = more_ids.iter().map(|id| Node::new("item").attr("id", *id));
         r = r.children([Node::new("list").children(items)]);
     }
     r

@@ -118,7 +118,8 @@ fn read_receipt_shape() {
     let r = read_receipt(
         &j("120363@g.us"),
         Some(&j("1:2@s.whatsapp.net")),
-        &["a", "b", "c"],
+        "a",
+        &["b", "c"],
         42,
         ReceiptType::Read,
     );
