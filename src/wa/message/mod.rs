@@ -1,5 +1,5 @@
 //! End-to-end message stanzas, sans-IO: message ids, plaintext padding and decoding, phash,
-//! usync device queries, prekey bundle fetches, outbound fan-out stanzas (1:1, own devices,
+//! usync device queries, prekey bundle fetches, the offline-queue `<ib>` handshake, outbound fan-out stanzas (1:1, own devices,
 //! groups, retry resends), the inbound `<message>` parser, receipts and acks.
 //! Pure builders and parsers only: no Signal state, no store, no clock, no OS RNG (time and
 //! randomness are arguments). Wiring (which devices, which sessions) belongs to the client.
@@ -10,6 +10,7 @@ pub mod enc;
 pub mod error;
 pub mod id;
 pub mod inbound;
+pub mod offline;
 pub mod outbound;
 pub mod padding;
 pub mod phash;
@@ -34,6 +35,7 @@ pub use enc::{EncType, enc_node};
 pub use error::{PlaintextError, StanzaError};
 pub use id::new_message_id;
 pub use inbound::{Enc, InboundMessage, parse_message};
+pub use offline::{IbEvent, offline_batch, offline_end, offline_preview, parse_ib};
 pub use outbound::{
     DeviceCiphertext, GroupSend, dm_retry_stanza, dm_stanza, group_retry_stanza, group_stanza, peer_stanza,
 };
