@@ -5,6 +5,7 @@
 use super::error::StanzaError;
 use super::parse::{expect_tag, opt_u64};
 use crate::wa::binary::Node;
+use crate::wa::jid::Server;
 
 /// The batch size Baileys asks for.
 pub const OFFLINE_BATCH: u32 = 100;
@@ -42,7 +43,7 @@ pub fn offline_batch(count: u32) -> Node {
 /// Server (simulator): the preview sent after the passive/active iq.
 pub fn offline_preview(messages: u64, receipts: u64, notifications: u64) -> Node {
     let count = messages.saturating_add(receipts).saturating_add(notifications);
-    Node::new("ib").children([Node::new("offline_preview")
+    Node::new("ib").attr("from", Server::User.as_str()).children([Node::new("offline_preview")
         .attr("count", count.to_string())
         .attr("message", messages.to_string())
         .attr("receipt", receipts.to_string())
@@ -52,7 +53,9 @@ pub fn offline_preview(messages: u64, receipts: u64, notifications: u64) -> Node
 
 /// Server (simulator): the end marker `<ib><offline count/></ib>`.
 pub fn offline_end(count: u64) -> Node {
-    Node::new("ib").children([Node::new("offline").attr("count", count.to_string())])
+    Node::new("ib")
+        .attr("from", Server::User.as_str())
+        .children([Node::new("offline").attr("count", count.to_string())])
 }
 
 /// Parses an `<ib>` from the server into one event per child, in order.
@@ -94,6 +97,14 @@ mod tests {
         assert_eq!(
             parse_ib(&offline_preview(1, 2, 3)).unwrap(),
             vec![IbEvent::Preview { count: 6, messages: 1, receipts: 2, notifications: 3 }]
+        );
+        assert_shape(
+            r#"{"tag":"ib","attrs":{"from":"s.whatsapp.net"},"content":[{"tag":"offline_preview","attrs":{"count":"1","message":"1","receipt":"0","notification":"0","call":"0"}}]}"#,
+            &offline_preview(1, 0, 0),
+        );
+        assert_shape(
+            r#"{"tag":"ib","attrs":{"from":"s.whatsapp.net"},"content":[{"tag":"offline","attrs":{"count":"1"}}]}"#,
+            &offline_end(1),
         );
         assert_eq!(parse_ib(&offline_end(0)).unwrap(), vec![IbEvent::OfflineEnd { count: 0 }]);
         let other = node(r#"{"tag":"ib","attrs":{},"content":[{"tag":"dirty","attrs":{}}]}"#);
