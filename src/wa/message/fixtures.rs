@@ -39,6 +39,21 @@ fn from_value(v: &Value) -> Node {
 pub(crate) fn assert_shape(expected_json: &str, built: &Node) {
     let v: Value = serde_json::from_str(expected_json).unwrap();
     check(&v, built, "");
+    let got: Vec<&str> = built.attrs.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(top_level_attr_order(expected_json), got, "top-level attribute order");
+}
+
+/// The key order of the first `"attrs"` object in the JSON text (serde_json's map sorts keys;
+/// transcript attribute values never contain `,`, `:` before the value, `{` or `}`).
+fn top_level_attr_order(json: &str) -> Vec<&str> {
+    let start = json.find("\"attrs\"").unwrap();
+    let open = start + json[start..].find('{').unwrap();
+    let close = open + json[open..].find('}').unwrap();
+    json[open + 1..close]
+        .split(',')
+        .filter(|kv| !kv.trim().is_empty())
+        .map(|kv| kv.split_once(':').unwrap().0.trim().trim_matches('"'))
+        .collect()
 }
 
 fn check(v: &Value, n: &Node, path: &str) {
@@ -207,3 +222,12 @@ pub(crate) const DM_IN: &str = r#"{"tag": "message", "attrs": {"from": "15550000
 pub(crate) const DM_IN_OFFLINE: &str = r#"{"tag": "message", "attrs": {"from": "15550000001:1@s.whatsapp.net", "id": "3EB032219A1CD6428B6DEE", "t": "1795436576", "type": "text", "offline": "1"}, "content": [{"tag": "enc", "attrs": {"v": "2", "type": "pkmsg"}, "content": {"hex_prefix": "330801122105122c8520693716edd026", "len": 178}}, {"tag": "device-identity", "attrs": {}, "content": {"hex_prefix": "0a0a0801109fe090d806180112205902", "len": 178}}]}"#;
 /// Inbound: group message with SKDM pkmsg, skmsg, device-identity.
 pub(crate) const GROUP_IN: &str = r#"{"tag": "message", "attrs": {"from": "120363000000000001@g.us", "participant": "15550000002:1@s.whatsapp.net", "id": "3EB06244DDDD62D189281A", "t": "1795436577", "type": "text", "addressing_mode": "pn"}, "content": [{"tag": "enc", "attrs": {"v": "2", "type": "pkmsg"}, "content": {"hex_prefix": "330802122105be4ee7d3170d468e1a8b", "len": 259}}, {"tag": "enc", "attrs": {"v": "2", "type": "skmsg"}, "content": {"hex_prefix": "3308baa699c90510001a20274c27b9d0", "len": 107}}, {"tag": "device-identity", "attrs": {}, "content": {"hex_prefix": "0a0a0802109fe090d80618011220f2f6", "len": 178}}]}"#;
+
+/// The order helper reads keys in text order (so attribute-order checks can fail).
+#[test]
+fn attr_order_helper_reads_text_order() {
+    let order = top_level_attr_order(
+        r#"{"tag": "x", "attrs": {"to": "1:2@s.whatsapp.net", "id": "a"}, "content": [{"tag": "y", "attrs": {"b": "c"}}]}"#,
+    );
+    assert_eq!(order, ["to", "id"]);
+}
