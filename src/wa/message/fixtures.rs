@@ -41,6 +41,94 @@ pub(crate) fn assert_shape(expected_json: &str, built: &Node) {
     check(&v, built, "");
     let got: Vec<&str> = built.attrs.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(top_level_attr_order(expected_json), got, "top-level attribute order");
+    let ordered: Ordered = serde_json::from_str(expected_json).unwrap();
+    assert_eq!(
+        crate::wa::binary::marshal(built).unwrap(),
+        crate::wa::binary::marshal(&ordered.0).unwrap(),
+        "wire bytes equal the transcript stanza's (attribute order kept at every level)"
+    );
+}
+
+/// A transcript node parsed with attribute order kept at every level.
+struct Ordered(Node);
+
+/// Attributes in text order.
+struct OrderedAttrs(Vec<(String, String)>);
+
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum JsonContent {
+    Nodes(Vec<Ordered>),
+    Hex { hex: String },
+    Prefix { hex_prefix: String, len: usize },
+    Text(String),
+}
+
+impl<'de> serde::Deserialize<'de> for OrderedAttrs {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = OrderedAttrs;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an attribute map")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<OrderedAttrs, A::Error> {
+                let mut out = Vec::new();
+                while let Some((k, v)) = m.next_entry::<String, String>()? {
+                    out.push((k, v));
+                }
+                Ok(OrderedAttrs(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Ordered {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Ordered;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a node object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Ordered, A::Error> {
+                let mut n = Node::default();
+                while let Some(k) = m.next_key::<String>()? {
+                    match k.as_str() {
+                        "tag" => n.tag = m.next_value()?,
+                        "attrs" => {
+                            let OrderedAttrs(a) = m.next_value()?;
+                            n.attrs = a
+                                .into_iter()
+                                .map(|(k, v)| (k, crate::wa::binary::AttrValue::Str(v)))
+                                .collect();
+                        }
+                        "content" => {
+                            n.content = match m.next_value::<Option<JsonContent>>()? {
+                                None => Content::None,
+                                Some(JsonContent::Nodes(v)) => {
+                                    Content::Nodes(v.into_iter().map(|o| o.0).collect())
+                                }
+                                Some(JsonContent::Hex { hex }) => Content::Bytes(hex::decode(hex).unwrap()),
+                                Some(JsonContent::Prefix { hex_prefix, len }) => {
+                                    let mut b = hex::decode(hex_prefix).unwrap();
+                                    b.resize(len, 0);
+                                    Content::Bytes(b)
+                                }
+                                Some(JsonContent::Text(t)) => Content::Str(t),
+                            };
+                        }
+                        _ => {
+                            m.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(Ordered(n))
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 /// The key order of the first `"attrs"` object in the JSON text (serde_json's map sorts keys;
