@@ -1,3 +1,5 @@
+//! Tests for `receipt`: builders against the Baileys transcript, parser errors, proptests.
+
 use proptest::prelude::*;
 
 use super::*;
