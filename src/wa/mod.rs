@@ -5,6 +5,7 @@ pub mod binary;
 pub mod client;
 pub mod frame;
 pub mod jid;
+pub mod message;
 pub mod noise;
 pub mod pair;
 pub mod proto;
