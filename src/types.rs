@@ -1,4 +1,5 @@
-//! Cross-layer newtypes shared by `store`, `host` and `api`: [`TenantId`] and [`FencingToken`].
+//! Cross-layer newtypes shared by `store`, `host`, `api` and `sim`: [`TenantId`], [`FencingToken`],
+//! and the one RFC 3339 formatter ([`rfc3339_utc`]) used in API and admin bodies.
 //!
 //! Owns validation of tenant ids. Must not depend on any other module of the crate.
 
@@ -118,9 +119,35 @@ impl fmt::Display for FencingToken {
     }
 }
 
+/// Formats unix seconds as RFC 3339 UTC with second precision (`YYYY-MM-DDTHH:MM:SSZ`), for
+/// API and admin JSON bodies. Uses the civil-from-days conversion (proleptic Gregorian).
+pub fn rfc3339_utc(unix_secs: u64) -> String {
+    let days = i64::try_from(unix_secs / 86_400).unwrap_or(0);
+    let secs = unix_secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3600, (secs / 60) % 60, secs % 60)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// RFC 3339 rendering matches known timestamps (epoch, a leap day, a recent date).
+    #[test]
+    fn rfc3339_known_values() {
+        assert_eq!(rfc3339_utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339_utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339_utc(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339_utc(1_800_000_000), "2027-01-15T08:00:00Z");
+    }
 
     /// Valid ids are accepted, every kind of invalid id is rejected with its reason.
     #[test]
