@@ -26,6 +26,12 @@ fi
 
 if [ -x scripts/firestore-emulator.sh ]; then
   step "Firestore emulator"
+  # A free port of our own unless one is given, so a developer's emulator on the default port
+  # (or a second checkout running its tests) never collides with this run.
+  if [ -z "${FIRESTORE_EMULATOR_PORT:-}" ]; then
+    FIRESTORE_EMULATOR_PORT=$(node -e "const s=require('net').createServer().listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})")
+    export FIRESTORE_EMULATOR_PORT
+  fi
   ./scripts/firestore-emulator.sh start
   eval "$(./scripts/firestore-emulator.sh env)"
   trap './scripts/firestore-emulator.sh stop >/dev/null 2>&1 || true' EXIT
