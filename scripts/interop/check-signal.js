@@ -8,30 +8,11 @@
 // receiver that only got our mid-chain SKDM decrypts the later ones. Exits non-zero on any failure.
 // Usage: node check-signal.js <ours.json>
 'use strict';
-const crypto = require('crypto');
 const fs = require('fs');
 const libsignal = require('libsignal');
 
-const PRIV_DER = Buffer.from('302e020100300506032b656e04220420', 'hex');
-function seededKeyPair(seed) {
-  const priv = crypto.createHash('sha256').update(seed).digest();
-  priv[0] &= 248; priv[31] &= 127; priv[31] |= 64;
-  const k = crypto.createPrivateKey({ key: Buffer.concat([PRIV_DER, priv]), format: 'der', type: 'pkcs8' });
-  const pub = crypto.createPublicKey(k).export({ format: 'der', type: 'spki' }).subarray(12);
-  return { pubKey: Buffer.concat([Buffer.from([5]), pub]), privKey: priv };
-}
-let ctr = 0;
-libsignal.curve.generateKeyPair = () => seededKeyPair('ratchet-' + (ctr++));
-
-function mkStore(ident, regId, preKeys, signed) {
-  const sessions = {};
-  return {
-    getOurIdentity: async () => ident, getOurRegistrationId: async () => regId, isTrustedIdentity: async () => true,
-    loadSession: async a => sessions[a], storeSession: async (a, r) => { sessions[a] = r; },
-    loadPreKey: async id => preKeys[id], removePreKey: async id => { delete preKeys[id]; },
-    loadSignedPreKey: async id => signed[id], saveIdentity: async () => false,
-  };
-}
+const { seededKeyPair, seedRatchetKeys, mkStore } = require('./signal-fixtures.js');
+const ratchetCount = seedRatchetKeys();
 const fail = msg => { console.error('check-signal: FAIL: ' + msg); process.exit(1); };
 
 (async () => {
@@ -72,7 +53,7 @@ const fail = msg => { console.error('check-signal: FAIL: ' + msg); process.exit(
       decrypted++;
     } else fail(`${where}: unknown op`);
   }
-  if (ctr !== ours.ratchet_keys_generated) fail(`libsignal generated ${ctr} ratchet keys, ours ${ours.ratchet_keys_generated}`);
+  if (ratchetCount() !== ours.ratchet_keys_generated) fail(`libsignal generated ${ratchetCount()} ratchet keys, ours ${ours.ratchet_keys_generated}`);
   if (await stores.bob.loadPreKey(1) !== undefined) fail('one-time prekey 1 was not consumed');
 
   // Group: our SKDM + SenderKeyMessages through Baileys' GroupCipher.

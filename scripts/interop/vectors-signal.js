@@ -14,26 +14,8 @@ const crypto = require('crypto');
 const libsignal = require('libsignal');
 
 const hex = b => Buffer.from(b).toString('hex');
-const PRIV_DER = Buffer.from('302e020100300506032b656e04220420', 'hex');
-function seededKeyPair(seed) {
-  const priv = crypto.createHash('sha256').update(seed).digest();
-  priv[0] &= 248; priv[31] &= 127; priv[31] |= 64;
-  const k = crypto.createPrivateKey({ key: Buffer.concat([PRIV_DER, priv]), format: 'der', type: 'pkcs8' });
-  const pub = crypto.createPublicKey(k).export({ format: 'der', type: 'spki' }).subarray(12);
-  return { pubKey: Buffer.concat([Buffer.from([5]), pub]), privKey: priv };
-}
-let ctr = 0;
-libsignal.curve.generateKeyPair = () => seededKeyPair('ratchet-' + (ctr++));
-
-function mkStore(ident, regId, preKeys, signed) {
-  const sessions = {};
-  return {
-    getOurIdentity: async () => ident, getOurRegistrationId: async () => regId, isTrustedIdentity: async () => true,
-    loadSession: async a => sessions[a], storeSession: async (a, r) => { sessions[a] = r; },
-    loadPreKey: async id => preKeys[id], removePreKey: async id => { delete preKeys[id]; },
-    loadSignedPreKey: async id => signed[id], saveIdentity: async () => false,
-  };
-}
+const { seededKeyPair, seedRatchetKeys, mkStore } = require('./signal-fixtures.js');
+const ratchetCount = seedRatchetKeys();
 
 (async () => {
   await import('baileys'); // Baileys' group modules need the package index loaded first (circular import)
@@ -140,7 +122,7 @@ function mkStore(ident, regId, preKeys, signed) {
       bob_signed_prekey_1: { ...pair(bobSigned), signature: hex(bobSig) },
       addresses: Object.fromEntries(Object.entries(addr).map(([k, a]) => [k, { name: a.id, device: a.deviceId }])) },
     events,
-    ratchet_keys_generated: ctr,
+    ratchet_keys_generated: ratchetCount(),
     group: { group_id: groupId, sender: 'alice', key_id: keyId, chain_key: hex(chainKey), signing_key: pair(signing),
       skdm_hex: hex(skdm.serialize()), messages: gmsgs, skdm_mid_hex: hex(skdmMid.serialize()), skdm_mid_iteration: skdmMid.getIteration(), baileys_receive_order: order,
       note: 'Baileys encrypts at iteration 0, then current+1 (skipping one); SKDM mid-chain hands over the current chain' },
