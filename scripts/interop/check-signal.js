@@ -11,7 +11,7 @@
 const fs = require('fs');
 const libsignal = require('libsignal');
 
-const { seedRatchetKeys, mkStore } = require('./signal-fixtures.js');
+const { seededKeyPair, seedRatchetKeys, mkStore } = require('./signal-fixtures.js');
 const ratchetCount = seedRatchetKeys();
 const fail = msg => { console.error('check-signal: FAIL: ' + msg); process.exit(1); };
 
