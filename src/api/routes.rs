@@ -60,6 +60,12 @@ fn command_error(e: CommandError) -> ApiError {
             format!("tenant is served by another instance ({holder}); send the request there"),
         ),
         CommandError::ShuttingDown => ApiError::shutting_down(),
+        CommandError::NotConnected => {
+            ApiError::new(StatusCode::CONFLICT, "not_connected", "tenant is not connected right now")
+        }
+        CommandError::InvalidRecipient(detail) => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_recipient", detail)
+        }
         CommandError::Store(detail) => {
             tracing::warn!(error = %detail, "command failed in the store");
             ApiError::new(

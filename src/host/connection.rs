@@ -200,6 +200,10 @@ impl Actor {
                 };
                 let _ = reply.send(r);
             }
+            TenantCommand::SendText { reply, .. } => {
+                // Wired by the messaging path (issue #7); until then nothing can be sent.
+                let _ = reply.send(Err(CommandError::NotConnected));
+            }
             TenantCommand::Logout { reply } if self.creds.is_none() => {
                 let _ = reply.send(Err(CommandError::NotLinked));
             }
@@ -217,7 +221,9 @@ impl Actor {
                         self.delete_requested = true;
                         reply
                     }
-                    TenantCommand::Logout { reply } | TenantCommand::Link { reply, .. } => reply,
+                    TenantCommand::Logout { reply }
+                    | TenantCommand::Link { reply, .. }
+                    | TenantCommand::SendText { reply, .. } => reply,
                 };
                 // The connection ends with LocalLogout; keys are cleared by the policy step. Not
                 // logged in yet: log out as soon as it is (a local-only close would leave the
@@ -291,6 +297,8 @@ impl Actor {
                 }
             }
             Event::Ready { offline } => tracing::debug!(offline, "ready"),
+            // Wired by the messaging path (issue #7).
+            Event::Message(_) | Event::Status(_) => {}
         }
     }
 }

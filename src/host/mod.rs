@@ -9,6 +9,7 @@
 
 pub mod clock;
 mod connection;
+pub mod events;
 pub mod lease;
 pub mod metrics;
 pub mod persist;
@@ -46,6 +47,8 @@ pub struct Ctx {
     pub root: CancellationToken,
     /// Abort handles of every spawned task, for [`Host::crash`] (the SIGKILL stand-in).
     pub(crate) aborts: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
+    /// Where tenant events go (webhooks); publishing never blocks.
+    pub events: Arc<dyn events::EventSink>,
 }
 
 impl Ctx {

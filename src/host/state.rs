@@ -199,6 +199,12 @@ pub enum CommandError {
     /// The store failed; nothing changed.
     #[error("store failed: {0}")]
     Store(String),
+    /// The tenant is not logged in right now (transient: retry later).
+    #[error("tenant is not connected")]
+    NotConnected,
+    /// The recipient can never be sent to (permanent).
+    #[error("invalid recipient: {0}")]
+    InvalidRecipient(String),
 }
 
 /// A request to a tenant actor.
@@ -215,6 +221,20 @@ pub enum TenantCommand {
     /// Unlink the device (server-side when connected) and clear keys.
     Logout {
         /// Answered when the keys are cleared.
+        reply: oneshot::Sender<Result<(), CommandError>>,
+    },
+    /// Send a text message with a caller-chosen id (the outbox assigns it once, so a resend
+    /// after a restart reuses it). Answered `Ok` once the stanza has been handed to the socket
+    /// (its ratchet state already durable); [`CommandError::NotConnected`] when the tenant is not
+    /// online (retry later); [`CommandError::InvalidRecipient`] for a recipient that can never work.
+    SendText {
+        /// Message id (see `wa::message::new_message_id`).
+        id: String,
+        /// Recipient: a user JID, a bare phone number or a group JID.
+        to: String,
+        /// The text.
+        text: String,
+        /// Outcome of the hand-off.
         reply: oneshot::Sender<Result<(), CommandError>>,
     },
     /// Log out, clear keys and stop the actor (the tenant is then removed from the host).

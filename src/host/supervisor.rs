@@ -206,6 +206,7 @@ impl Host {
             tracker: TaskTracker::new(),
             root: CancellationToken::new(),
             aborts: Mutex::new(Vec::new()),
+            events: Arc::new(super::events::LogSink),
         });
         let registry = Arc::new(Registry {
             ctx: Arc::clone(&ctx),

@@ -496,6 +496,10 @@ impl Actor {
                 let _ = reply.send(r);
                 if ok { Wake::Reconnect } else { Wake::Stay }
             }
+            TenantCommand::SendText { reply, .. } => {
+                let _ = reply.send(Err(CommandError::NotConnected));
+                Wake::Stay
+            }
             TenantCommand::Logout { reply } if self.creds.is_none() => {
                 let _ = reply.send(Err(CommandError::NotLinked));
                 Wake::Stay

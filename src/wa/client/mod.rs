@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use rand_core::CryptoRngCore;
 
 pub use creds::{Creds, Me, PreKey};
-pub use output::{Delta, Event, Output};
+pub use output::{Delta, Event, MessageStatus, Output, ReceivedMessage, StatusUpdate};
 pub use reason::{DisconnectReason, ProtocolError};
 
 use crate::wa::binary::{Node, marshal, unmarshal};

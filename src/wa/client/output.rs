@@ -36,6 +36,62 @@ pub enum Event {
         /// Stanzas the server had queued.
         offline: u32,
     },
+    /// A message was decrypted and is already durable (it was in the preceding
+    /// `Delta::Received`, added with the messaging path); the receipt follows.
+    Message(Box<ReceivedMessage>),
+    /// A message we sent changed status (server ack, delivery/read receipt, failure).
+    Status(StatusUpdate),
+}
+
+/// A decrypted inbound message as the application sees it (serialised into webhooks).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReceivedMessage {
+    /// WhatsApp message id (unique per sender).
+    pub id: String,
+    /// The chat: the peer's user JID for 1:1, the group JID for groups.
+    pub chat: String,
+    /// The sending device JID (`user:device@server`; our own for messages sent from our phone).
+    pub sender: String,
+    /// True when one of our own devices sent it (a device-sent copy).
+    pub from_me: bool,
+    /// The text (conversation or extended text); `None` for content we do not render yet.
+    pub text: Option<String>,
+    /// Server timestamp (unix seconds).
+    pub timestamp: u64,
+    /// Delivered from the offline queue.
+    pub offline: bool,
+    /// The sender's push name, when the stanza carried one.
+    pub push_name: Option<String>,
+}
+
+/// Where a message we sent stands.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", tag = "status", content = "reason")]
+#[non_exhaustive]
+pub enum MessageStatus {
+    /// The server accepted the stanza (`<ack class=message>` without error).
+    Sent,
+    /// A recipient device received it.
+    Delivered,
+    /// A recipient read it.
+    Read,
+    /// A recipient played it (voice/video).
+    Played,
+    /// The server or the protocol refused it for good; the text says why.
+    Failed(String),
+}
+
+/// A status change of one message we sent.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StatusUpdate {
+    /// Our message id.
+    pub id: String,
+    /// The chat it was sent to.
+    pub chat: String,
+    /// The device that reported it (receipts), if any.
+    pub from: Option<String>,
+    /// The new status.
+    pub status: MessageStatus,
 }
 
 /// One instruction for the driver.
