@@ -298,7 +298,7 @@ impl Actor {
             }
             Event::Ready { offline } => tracing::debug!(offline, "ready"),
             // Wired by the messaging path (issue #7).
-            Event::Message(_) | Event::Status(_) => {}
+            Event::Message(_) | Event::Status(_) | Event::Relayed { .. } => {}
         }
     }
 }

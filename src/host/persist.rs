@@ -8,6 +8,7 @@
 //! holds opaque bytes); nothing else in the crate converts between them. No policy here: a
 //! failed commit is returned to the caller, which decides to retry or stop.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +19,8 @@ use super::metrics::Metrics;
 use crate::conn::{PersistError, Persister};
 use crate::store::{self, DeltaBatch, KeyRef, SecretBytes, Store, StoreError};
 use crate::types::{FencingToken, TenantId};
-use crate::wa::client::{self as wa, creds::SignedPreKey};
+use crate::wa::client::{self as wa, KeyCache, KeyChange, KeyId, KeyLoadError, creds::SignedPreKey};
+use crate::wa::signal::{SenderKeyName, SignalAddress};
 use crate::wa::noise::KeyPair;
 
 /// Stored credentials that cannot be turned back into the core's creds.
@@ -136,10 +138,64 @@ pub fn creds_from_store(c: &store::Creds) -> Result<wa::Creds, CredsError> {
     })
 }
 
+/// A Signal address as stored (`name.device`, libsignal-node's form).
+fn address_from_store(s: &str) -> Option<SignalAddress> {
+    let (name, device) = s.rsplit_once('.')?;
+    Some(SignalAddress::new(name, device.parse().ok()?))
+}
+
+/// The store's reference for a core key id.
+pub fn key_ref(id: &KeyId) -> KeyRef {
+    match id {
+        KeyId::PreKey(n) => KeyRef::PreKey(*n),
+        KeyId::Session(a) => KeyRef::Session(a.to_string()),
+        KeyId::Identity(a) => KeyRef::Identity(a.to_string()),
+        KeyId::SenderKey(n) => KeyRef::SenderKey { group: n.group().to_owned(), sender: n.sender().to_string() },
+        KeyId::SenderKeyMemory(g) => KeyRef::SenderKeyMemory(g.clone()),
+        KeyId::DeviceList(u) => KeyRef::DeviceList(u.clone()),
+    }
+}
+
+/// The core key id of a stored reference; `None` for kinds the core does not load (app
+/// state, LID mappings, …) and for malformed addresses.
+pub fn key_id(r: &KeyRef) -> Option<KeyId> {
+    Some(match r {
+        KeyRef::PreKey(n) => KeyId::PreKey(*n),
+        KeyRef::Session(a) => KeyId::Session(address_from_store(a)?),
+        KeyRef::Identity(a) => KeyId::Identity(address_from_store(a)?),
+        KeyRef::SenderKey { group, sender } => {
+            KeyId::SenderKey(SenderKeyName::new(group.clone(), address_from_store(sender)?))
+        }
+        KeyRef::SenderKeyMemory(g) => KeyId::SenderKeyMemory(g.clone()),
+        KeyRef::DeviceList(u) => KeyId::DeviceList(u.clone()),
+        _ => return None,
+    })
+}
+
+/// Builds the core's key cache from a tenant's stored keys. Entries that do not load are
+/// returned (the caller logs them); the rest loads.
+pub fn keys_from_store(keys: &BTreeMap<KeyRef, SecretBytes>) -> (KeyCache, Vec<KeyLoadError>) {
+    KeyCache::from_entries(keys.iter().filter_map(|(r, v)| key_id(r).map(|id| (id, v.expose()))))
+}
+
+fn push_key_changes(batch: &mut DeltaBatch, changes: &[KeyChange]) {
+    for c in changes {
+        match c {
+            KeyChange::Put { id, value } => batch.push(store::Delta::KeyPut {
+                key: key_ref(id),
+                value: SecretBytes::new(value.expose().to_vec()),
+            }),
+            KeyChange::Delete(id) => batch.push(store::Delta::KeyDelete(key_ref(id))),
+        }
+    }
+}
+
 /// One core delta as a store batch (all or nothing).
 pub fn delta_to_batch(d: &wa::Delta) -> DeltaBatch {
     let mut batch = DeltaBatch::new();
     match d {
+        wa::Delta::Keys(changes) => push_key_changes(&mut batch, changes),
+        wa::Delta::Received { keys, .. } => push_key_changes(&mut batch, keys),
         wa::Delta::Creds(c) => batch.push(store::Delta::CredsPut(Box::new(creds_to_store(c)))),
         wa::Delta::PreKeys(keys) => {
             for k in keys {
