@@ -20,8 +20,8 @@ use crate::conn::{PersistError, Persister};
 use crate::store::{self, DeltaBatch, KeyRef, SecretBytes, Store, StoreError};
 use crate::types::{FencingToken, TenantId};
 use crate::wa::client::{self as wa, KeyCache, KeyChange, KeyId, KeyLoadError, creds::SignedPreKey};
-use crate::wa::signal::{SenderKeyName, SignalAddress};
 use crate::wa::noise::KeyPair;
+use crate::wa::signal::{SenderKeyName, SignalAddress};
 
 /// Stored credentials that cannot be turned back into the core's creds.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -150,7 +150,9 @@ pub fn key_ref(id: &KeyId) -> KeyRef {
         KeyId::PreKey(n) => KeyRef::PreKey(*n),
         KeyId::Session(a) => KeyRef::Session(a.to_string()),
         KeyId::Identity(a) => KeyRef::Identity(a.to_string()),
-        KeyId::SenderKey(n) => KeyRef::SenderKey { group: n.group().to_owned(), sender: n.sender().to_string() },
+        KeyId::SenderKey(n) => {
+            KeyRef::SenderKey { group: n.group().to_owned(), sender: n.sender().to_string() }
+        }
         KeyId::SenderKeyMemory(g) => KeyRef::SenderKeyMemory(g.clone()),
         KeyId::DeviceList(u) => KeyRef::DeviceList(u.clone()),
     }

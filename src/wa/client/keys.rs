@@ -142,7 +142,11 @@ impl fmt::Debug for KeyCache {
 }
 
 fn fixed<const N: usize>(id: &KeyId, bytes: &[u8]) -> Result<[u8; N], KeyLoadError> {
-    <[u8; N]>::try_from(bytes).map_err(|_| KeyLoadError::BadLength { id: id.clone(), len: bytes.len(), want: N })
+    <[u8; N]>::try_from(bytes).map_err(|_| KeyLoadError::BadLength {
+        id: id.clone(),
+        len: bytes.len(),
+        want: N,
+    })
 }
 
 impl KeyCache {
@@ -266,7 +270,13 @@ impl KeyCache {
     }
 
     /// Stores a user's device list fetched at `now`.
-    pub(crate) fn put_devices(&mut self, user: &str, devices: Vec<u16>, now: Instant, out: &mut Vec<KeyChange>) {
+    pub(crate) fn put_devices(
+        &mut self,
+        user: &str,
+        devices: Vec<u16>,
+        now: Instant,
+        out: &mut Vec<KeyChange>,
+    ) {
         let json = serde_json::to_vec(&devices).unwrap_or_default();
         self.device_lists.insert(user.to_owned(), DeviceList { devices, fetched: Some(now) });
         out.push(KeyChange::Put { id: KeyId::DeviceList(user.to_owned()), value: KeyValue::new(json) });
@@ -317,6 +327,8 @@ mod tests {
         assert_eq!(back.sender_key_memory["1@g.us"].len(), 1);
         assert_eq!(back.device_lists["2@s.whatsapp.net"].devices, vec![0, 1]);
         assert!(back.device_lists["2@s.whatsapp.net"].fetched.is_none());
-        assert!(changes.iter().all(|c| !matches!(c, KeyChange::Put { value, .. } if !format!("{value:?}").starts_with("[redacted"))));
+        assert!(changes.iter().all(
+            |c| !matches!(c, KeyChange::Put { value, .. } if !format!("{value:?}").starts_with("[redacted"))
+        ));
     }
 }

@@ -7,6 +7,8 @@
 
 pub mod creds;
 pub mod keys;
+#[cfg(test)]
+mod msgtests;
 pub mod output;
 mod payload;
 pub mod reason;
@@ -22,9 +24,9 @@ use rand_core::CryptoRngCore;
 
 pub use creds::{Creds, Me, PreKey};
 pub use keys::{KeyCache, KeyChange, KeyId, KeyLoadError, KeyValue};
-pub use send::SendError;
 pub use output::{Delta, Event, MessageStatus, Output, ReceivedMessage, StatusUpdate};
 pub use reason::{DisconnectReason, ProtocolError};
+pub use send::SendError;
 
 use crate::wa::binary::{Node, marshal, unmarshal};
 use crate::wa::frame::{self, FrameDecoder};

@@ -199,7 +199,13 @@ impl Client {
         }
     }
 
-    fn process_skdm(&mut self, msg: &InboundMessage, group: &str, bytes: &[u8], changes: &mut Vec<KeyChange>) {
+    fn process_skdm(
+        &mut self,
+        msg: &InboundMessage,
+        group: &str,
+        bytes: &[u8],
+        changes: &mut Vec<KeyChange>,
+    ) {
         let skdm = match SenderKeyDistributionMessage::decode(bytes) {
             Ok(s) => s,
             Err(e) => {
@@ -264,7 +270,8 @@ impl Client {
             Err(e) => tracing::debug!(error = %e, "undecodable receipt"),
             Ok(r) => {
                 let own = self.own_jid();
-                let from_own = own.as_ref().is_some_and(|o| r.sender().user == o.user && r.sender().server == o.server);
+                let from_own =
+                    own.as_ref().is_some_and(|o| r.sender().user == o.user && r.sender().server == o.server);
                 let status = match r.kind {
                     ReceiptType::Delivery | ReceiptType::Inactive => Some(MessageStatus::Delivered),
                     ReceiptType::Read | ReceiptType::ReadSelf => Some(MessageStatus::Read),
@@ -310,7 +317,12 @@ impl Client {
             }
             None => MessageStatus::Sent,
         };
-        self.outputs.push_back(Output::Event(Event::Status(StatusUpdate { id: a.id, chat, from: None, status })));
+        self.outputs.push_back(Output::Event(Event::Status(StatusUpdate {
+            id: a.id,
+            chat,
+            from: None,
+            status,
+        })));
     }
 
     /// `<ib><offline_preview/></ib>`: ask for the queued stanzas.

@@ -309,8 +309,13 @@ impl Client {
         users.sort_by_key(|u| *u != own_user);
         let mut out = Vec::new();
         for user in &users {
-            let mut devices =
-                self.msg.keys.device_lists.get(&user.to_string()).map(|d| d.devices.clone()).unwrap_or_default();
+            let mut devices = self
+                .msg
+                .keys
+                .device_lists
+                .get(&user.to_string())
+                .map(|d| d.devices.clone())
+                .unwrap_or_default();
             if matches!(job.kind, JobKind::Direct) && !devices.contains(&0) {
                 // Device 0 (the phone) is always targeted in 1:1 chats (Baileys 6.7.21).
                 devices.insert(0, 0);
@@ -488,7 +493,8 @@ impl Client {
                 let dsm = encode_plaintext(&device_sent(&job.message, &job.chat), &mut self.rng);
                 let mut entries = Vec::new();
                 for device in self.job_targets(job) {
-                    let body = if device.user == own.user && device.server == own.server { &dsm } else { &plain };
+                    let body =
+                        if device.user == own.user && device.server == own.server { &dsm } else { &plain };
                     entries.push(self.encrypt_for(&device, body, changes).map_err(|e| fail("encrypt", e))?);
                 }
                 Ok(dm_stanza(&job.id, &job.chat, &entries, identity))
@@ -585,7 +591,8 @@ impl Client {
 
     /// Fails jobs whose iqs were not answered in time.
     pub(crate) fn expire_jobs(&mut self, now: Instant) {
-        let due: Vec<u64> = self.msg.jobs.iter().filter(|(_, j)| j.deadline <= now).map(|(n, _)| *n).collect();
+        let due: Vec<u64> =
+            self.msg.jobs.iter().filter(|(_, j)| j.deadline <= now).map(|(n, _)| *n).collect();
         for n in due {
             self.fail_job(n, "timed out waiting for the server");
         }
