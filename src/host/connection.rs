@@ -15,6 +15,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 use super::clock;
+use super::events::TenantEvent;
 use super::lease::LeaseGuard;
 use super::persist::{self, StorePersister};
 use super::state::{CommandError, LinkMethod, QrView, TenantCommand, TenantState};
@@ -177,14 +178,14 @@ impl Actor {
                     client.handle_closed(clock::now());
                 }
                 cmd = self.commands.recv(), if !closing => match cmd {
-                    Some(c) => self.live_command(&mut client, c),
+                    Some(c) => self.live_command(&mut client, c).await,
                     None => { closing = true; client.disconnect(clock::now()); }
                 },
             }
         }
     }
 
-    fn live_command(&mut self, client: &mut Client, cmd: TenantCommand) {
+    async fn live_command(&mut self, client: &mut Client, cmd: TenantCommand) {
         match cmd {
             TenantCommand::Link { method, reply } => {
                 let r = if self.creds.is_some() {
@@ -203,6 +204,10 @@ impl Actor {
             TenantCommand::SendText { reply, .. } => {
                 // Wired by the messaging path (issue #7); until then nothing can be sent.
                 let _ = reply.send(Err(CommandError::NotConnected));
+            }
+            TenantCommand::Configure { webhook_url, webhook_secret, pacing, reply } => {
+                let r = self.configure(webhook_url, webhook_secret, pacing).await;
+                let _ = reply.send(r);
             }
             TenantCommand::Logout { reply } if self.creds.is_none() => {
                 let _ = reply.send(Err(CommandError::NotLinked));
@@ -223,7 +228,8 @@ impl Actor {
                     }
                     TenantCommand::Logout { reply }
                     | TenantCommand::Link { reply, .. }
-                    | TenantCommand::SendText { reply, .. } => reply,
+                    | TenantCommand::SendText { reply, .. }
+                    | TenantCommand::Configure { reply, .. } => reply,
                 };
                 // The connection ends with LocalLogout; keys are cleared by the policy step. Not
                 // logged in yet: log out as soon as it is (a local-only close would leave the
@@ -249,6 +255,7 @@ impl Actor {
                 let first = self.view.borrow().qr.is_none();
                 let ttl = if first { wa::FIRST_QR_TTL } else { wa::NEXT_QR_TTL };
                 let expires_at_ms = clock::unix_ms() + clock::ms(ttl);
+                self.ctx.events.publish(&self.id, TenantEvent::Qr { qr: qr.clone() });
                 self.view.send_modify(|v| v.qr = Some(QrView { qr, expires_at_ms }));
                 if first && let Some(LinkMethod::Code { phone }) = &self.link {
                     let _ = client.request_pair_code(clock::now(), phone);
@@ -256,6 +263,7 @@ impl Actor {
                 tracing::info!("qr ready");
             }
             Event::PairCode(code) => {
+                self.ctx.events.publish(&self.id, TenantEvent::PairCode { code: code.clone() });
                 self.view.send_modify(|v| v.pair_code = Some(code));
                 tracing::info!("pair code ready");
             }
