@@ -150,7 +150,7 @@ impl Registry {
             updated_at: clock::unix_ms(),
             webhook_url,
             webhook_secret: Some(crate::store::SecretBytes::new(secret.clone().into_bytes())),
-            pacing,
+            pacing: pacing.map(Box::new),
             ..TenantStatus::default()
         };
         self.ctx.store.write_status(&id, &status).await.map_err(CreateError::Store)?;

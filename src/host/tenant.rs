@@ -82,7 +82,7 @@ pub(crate) fn spawn(ctx: &Arc<Ctx>, id: TenantId, initial: Initial, start_delay:
     }
     view.webhook_url.clone_from(&status.webhook_url);
     view.webhook_secret.clone_from(&status.webhook_secret);
-    view.pacing = status.pacing;
+    view.pacing = status.pacing.as_deref().copied();
     view.me = creds.as_ref().and_then(|c: &wa::Creds| c.me.as_ref().map(|m| m.jid.clone()));
     view.reconnects = status.reconnects;
     view.devices_registered = status.devices_registered.clone();
@@ -706,7 +706,7 @@ impl Actor {
             self.status.webhook_secret = Some(s);
         }
         if let Some(p) = pacing {
-            self.status.pacing = p;
+            self.status.pacing = p.map(Box::new);
         }
         self.status.updated_at = clock::unix_ms();
         self.ctx
@@ -717,7 +717,7 @@ impl Actor {
         self.view.send_modify(|v| {
             v.webhook_url.clone_from(&self.status.webhook_url);
             v.webhook_secret.clone_from(&self.status.webhook_secret);
-            v.pacing = self.status.pacing;
+            v.pacing = self.status.pacing.as_deref().copied();
         });
         Ok(())
     }

@@ -99,7 +99,10 @@ fn sample_status() -> TenantStatus {
         updated_at: 20,
         webhook_url: Some("https://hooks.example.com/acme?k=v".into()),
         webhook_secret: Some(SecretBytes::new(b"whsec-sample".to_vec())),
-        pacing: Some(crate::store::model::PacingOverride { gap_min_ms: Some(0), ..Default::default() }),
+        pacing: Some(Box::new(crate::store::model::PacingOverride {
+            gap_min_ms: Some(0),
+            ..Default::default()
+        })),
     }
 }
 

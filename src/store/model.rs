@@ -575,7 +575,7 @@ pub struct TenantStatus {
     pub webhook_secret: Option<SecretBytes>,
     /// Per-tenant pacing overrides of the outbox (host defaults when absent).
     #[serde(default)]
-    pub pacing: Option<PacingOverride>,
+    pub pacing: Option<Box<PacingOverride>>,
 }
 
 /// A tenant lease as stored: holder, epoch (= fencing token), expiry.

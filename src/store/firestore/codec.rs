@@ -191,7 +191,10 @@ mod tests {
             updated_at: 5,
             webhook_url: Some("https://example.com/hook".into()),
             webhook_secret: Some(crate::store::SecretBytes::new(b"s".to_vec())),
-            pacing: Some(crate::store::model::PacingOverride { per_minute: Some(5), ..Default::default() }),
+            pacing: Some(Box::new(crate::store::model::PacingOverride {
+                per_minute: Some(5),
+                ..Default::default()
+            })),
         };
         let f = status_fields(&s).unwrap();
         for k in f.keys() {
