@@ -15,6 +15,7 @@ use super::outbox::{self, OutboxHandle, OutboxStart};
 use super::state::{TenantCommand, TenantView};
 use super::webhook::worker::{Pending, Worker};
 use crate::store::OutboxItem;
+use crate::store::model::InboxItem;
 use crate::types::TenantId;
 
 /// What the side tasks of one tenant start from (from its hydrated snapshot).
@@ -24,6 +25,23 @@ pub(crate) struct SideStart {
     pub(crate) outbox: Vec<OutboxItem>,
     /// Undelivered events (`TenantSnapshot.inbox`), oldest first.
     pub(crate) backlog: Vec<Pending>,
+}
+
+/// The undelivered inbox items of a hydrated tenant as webhook backlog, oldest first (ids sort
+/// in arrival order). An unreadable item is skipped with a warning (it stays in the store).
+pub(crate) fn backlog(inbox: &std::collections::BTreeMap<String, InboxItem>) -> Vec<Pending> {
+    let mut rng = rand::thread_rng();
+    inbox
+        .values()
+        .filter_map(|item| {
+            let v: serde_json::Value = serde_json::from_slice(item.payload.expose())
+                .map_err(
+                    |e| tracing::warn!(inbox_id = %item.id, error = %e, "inbox item unreadable; skipped"),
+                )
+                .ok()?;
+            Pending::from_value(v, Some(item.id.clone()), &mut rng)
+        })
+        .collect()
 }
 
 /// Spawns the outbox and webhook tasks of `id` on the host tracker; returns the outbox handle.

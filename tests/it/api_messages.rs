@@ -249,3 +249,97 @@ async fn api_webhooks_signed_ordered_isolated() {
     }
     host.shutdown().await;
 }
+
+async fn phone_inbox(sim: &staylinked::sim::Server, phone: &str) -> Vec<(String, String)> {
+    let p = phone.to_owned();
+    sim.with_sim(move |s, _| s.phone_inbox(&p))
+        .await
+        .unwrap()
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.id, e.text.unwrap_or_default()))
+        .collect()
+}
+
+/// End to end over real sockets: messages queued through the API (held back by a long
+/// warm-up) survive a SIGTERM-like shutdown and a crash, then reach the peer phone exactly
+/// once each with the ids the API returned; their status moves past `sent`, `message.status`
+/// webhooks arrive, and a text from the phone arrives as a signed `message.received` webhook
+/// whose inbox item is deleted once delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_messages_end_to_end_exactly_once() {
+    let sim = sim().await;
+    let store = mem_store();
+    let (rx, addr) = Receiver::start().await;
+    let boot = |holder: &str| {
+        let mut cfg = config(&sim, holder);
+        cfg.lease_ttl = std::time::Duration::from_millis(800);
+        Host::start(cfg, Arc::clone(&store))
+    };
+    let peer = phone(7777);
+    let p = peer.clone();
+    sim.with_sim(move |s, _| s.add_phone(&p, "peer")).await.unwrap().unwrap();
+
+    let host = boot("e1").await.unwrap();
+    let body =
+        format!(r#"{{"id":"e2e","webhook_url":"http://{addr}/hook/e2e","pacing":{{"warmup_ms":600000}}}}"#);
+    let secret = create_and_link(&host, &sim, "e2e", &body, "15550105050").await;
+    let queue = |host: &Host, text: &str| {
+        let body = format!(r#"{{"to":"{peer}","text":"{text}"}}"#);
+        let a = host.api_addr();
+        async move {
+            let r = http(a, "POST", "/v1/tenants/e2e/messages", Some(&body), &[]).await;
+            assert_eq!(r.status, 202, "{:?}", r.json());
+            r.json()["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let mut ids = vec![queue(&host, "one").await, queue(&host, "two").await];
+    host.shutdown().await;
+    let host = boot("e2").await.unwrap();
+    wait_state(&host, &tid("e2e"), TenantState::Connected).await;
+    ids.push(queue(&host, "three").await);
+    host.crash().await;
+    assert!(phone_inbox(&sim, &peer).await.is_empty(), "sent during the warm-up");
+
+    let host = boot("e3").await.unwrap();
+    wait_state(&host, &tid("e2e"), TenantState::Connected).await;
+    let r =
+        http(host.api_addr(), "PATCH", "/v1/tenants/e2e", Some(r#"{"pacing":{"warmup_ms":0}}"#), &[]).await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    let got = poll("peer phone gets all three", || async {
+        let v = phone_inbox(&sim, &peer).await;
+        (v.len() >= 3).then_some(v)
+    })
+    .await;
+    let got_ids: Vec<&str> = got.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(got_ids, ids.iter().map(String::as_str).collect::<Vec<_>>(), "{got:?}");
+    assert_eq!(got.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>(), ["one", "two", "three"]);
+    for id in &ids {
+        poll("status past sent", || async {
+            let r = http(host.api_addr(), "GET", &format!("/v1/tenants/e2e/messages/{id}"), None, &[]).await;
+            let s = r.json()["status"].as_str().unwrap_or_default().to_owned();
+            ["sent", "delivered", "read"].contains(&s.as_str()).then_some(())
+        })
+        .await;
+    }
+    poll("message.status webhooks", || async {
+        rx.delivered("e2e").iter().any(|h| h.json()["event"] == "message.status").then_some(())
+    })
+    .await;
+
+    // Phone → tenant: a signed message.received webhook; the inbox item goes once delivered.
+    let (p, own) = (peer.clone(), "15550105050".to_owned());
+    sim.with_sim(move |s, now| s.phone_send(now, &p, &own, "inbound hi")).await.unwrap().unwrap();
+    let hit = poll("message.received webhook", || async {
+        rx.delivered("e2e").into_iter().find(|h| h.json()["event"] == "message.received")
+    })
+    .await;
+    assert!(verify(secret.as_bytes(), &hit.body, &hit.signature));
+    assert_eq!(hit.json()["data"]["message"]["text"], "inbound hi");
+    assert_eq!(hit.json()["id"], hit.json()["data"]["inbox_id"]);
+    poll("inbox drained", || async { store.list_inbox(&tid("e2e")).await.unwrap().is_empty().then_some(()) })
+        .await;
+    // The inbound round trip came after every send: a duplicate would be in the inbox by now.
+    assert_eq!(phone_inbox(&sim, &peer).await.len(), 3, "a message went out twice");
+    host.shutdown().await;
+}

@@ -252,6 +252,8 @@ async fn ack_inbox(
     inbox_id: &str,
 ) {
     let Some(fence) = view.borrow().lease_epoch.map(FencingToken) else { return };
-    // INBOX-WIRING: `Delta::InboxDelete` arrives with the store inbox (branch `inbox`).
-    let _ = (store, tenant, fence, inbox_id, DeltaBatch::new(), Delta::OutboxDelete(String::new()));
+    let batch = DeltaBatch::new().with(Delta::InboxDelete(inbox_id.to_owned()));
+    if let Err(e) = store.commit(tenant, fence, &batch).await {
+        tracing::warn!(error = %e, "inbox delete after delivery failed; it will be redelivered");
+    }
 }
