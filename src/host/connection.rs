@@ -199,14 +199,14 @@ impl Actor {
                     client.handle_closed(clock::now());
                 }
                 cmd = self.commands.recv(), if !closing => match cmd {
-                    Some(c) => self.live_command(client, c),
+                    Some(c) => self.live_command(client, c).await,
                     None => { closing = true; client.disconnect(clock::now()); }
                 },
             }
         }
     }
 
-    fn live_command(&mut self, client: &mut Client, cmd: TenantCommand) {
+    async fn live_command(&mut self, client: &mut Client, cmd: TenantCommand) {
         match cmd {
             TenantCommand::Link { method, reply } => {
                 let r = if self.creds.is_some() {
@@ -237,6 +237,10 @@ impl Actor {
                     }
                 }
             }
+            TenantCommand::Configure { webhook_url, webhook_secret, pacing, reply } => {
+                let r = self.configure(webhook_url, webhook_secret, pacing).await;
+                let _ = reply.send(r);
+            }
             TenantCommand::Logout { reply } if self.creds.is_none() => {
                 let _ = reply.send(Err(CommandError::NotLinked));
             }
@@ -256,7 +260,8 @@ impl Actor {
                     }
                     TenantCommand::Logout { reply }
                     | TenantCommand::Link { reply, .. }
-                    | TenantCommand::SendText { reply, .. } => reply,
+                    | TenantCommand::SendText { reply, .. }
+                    | TenantCommand::Configure { reply, .. } => reply,
                 };
                 // The connection ends with LocalLogout; keys are cleared by the policy step. Not
                 // logged in yet: log out as soon as it is (a local-only close would leave the
@@ -289,6 +294,7 @@ impl Actor {
                 let first = self.view.borrow().qr.is_none();
                 let ttl = if first { wa::FIRST_QR_TTL } else { wa::NEXT_QR_TTL };
                 let expires_at_ms = clock::unix_ms() + clock::ms(ttl);
+                self.ctx.events.publish(&self.id, TenantEvent::Qr { qr: qr.clone() });
                 self.view.send_modify(|v| v.qr = Some(QrView { qr, expires_at_ms }));
                 if first && let Some(LinkMethod::Code { phone }) = &self.link {
                     let _ = client.request_pair_code(clock::now(), phone);
@@ -296,6 +302,7 @@ impl Actor {
                 tracing::info!("qr ready");
             }
             Event::PairCode(code) => {
+                self.ctx.events.publish(&self.id, TenantEvent::PairCode { code: code.clone() });
                 self.view.send_modify(|v| v.pair_code = Some(code));
                 tracing::info!("pair code ready");
             }

@@ -122,6 +122,20 @@ impl Registry {
     /// # Errors
     /// [`CreateError`].
     pub async fn create(&self, id: TenantId, webhook_url: Option<String>) -> Result<TenantView, CreateError> {
+        self.create_with(id, webhook_url, None).await.map(|(view, _)| view)
+    }
+
+    /// [`Self::create`] with per-tenant pacing overrides; also returns the tenant's new webhook
+    /// signing secret (stored in the status doc; shown to the caller this once).
+    ///
+    /// # Errors
+    /// [`CreateError`].
+    pub async fn create_with(
+        &self,
+        id: TenantId,
+        webhook_url: Option<String>,
+        pacing: Option<crate::store::model::PacingOverride>,
+    ) -> Result<(TenantView, String), CreateError> {
         if !self.is_accepting() {
             return Err(CreateError::ShuttingDown);
         }
@@ -131,18 +145,26 @@ impl Registry {
         if self.ctx.store.read_status(&id).await.map_err(CreateError::Store)?.is_some() {
             return Err(CreateError::Exists);
         }
-        let status = TenantStatus { updated_at: clock::unix_ms(), webhook_url, ..TenantStatus::default() };
+        let secret = super::webhook::new_secret(&mut rand::rngs::OsRng);
+        let status = TenantStatus {
+            updated_at: clock::unix_ms(),
+            webhook_url,
+            webhook_secret: Some(crate::store::SecretBytes::new(secret.clone().into_bytes())),
+            pacing: pacing.map(Box::new),
+            ..TenantStatus::default()
+        };
         self.ctx.store.write_status(&id, &status).await.map_err(CreateError::Store)?;
         // Check, spawn and insert under one lock: exactly one actor per tenant, even when
         // cold-start hydration finds the status doc we just wrote.
         let mut map = self.tenants.lock().map_err(|_| CreateError::ShuttingDown)?;
         if let Some(existing) = map.get(&id) {
-            return Ok(existing.view.borrow().clone());
+            // Hydration found the status doc just written (with this secret) first.
+            return Ok((existing.view.borrow().clone(), secret));
         }
         let handle = tenant::spawn(&self.ctx, id.clone(), Initial::Created { status }, Duration::ZERO);
         let view = handle.view.borrow().clone();
         map.insert(id, handle);
-        Ok(view)
+        Ok((view, secret))
     }
 
     /// Drops a tenant from the registry without stopping its actor (it finishes a logout and
@@ -199,6 +221,11 @@ impl Host {
         if config.api_key.is_none() {
             tracing::warn!("STAYLINKED_API_KEY is not set: the /v1 API is open to anyone who can reach it");
         }
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("staylinked-webhook/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(HostError::Http)?;
+        let webhooks = Arc::new(super::webhook::Dispatcher::new());
         let ctx = Arc::new(Ctx {
             config,
             store,
@@ -206,7 +233,9 @@ impl Host {
             tracker: TaskTracker::new(),
             root: CancellationToken::new(),
             aborts: Mutex::new(Vec::new()),
-            events: Arc::new(super::events::LogSink),
+            events: Arc::clone(&webhooks) as Arc<dyn super::events::EventSink>,
+            webhooks,
+            http,
         });
         let registry = Arc::new(Registry {
             ctx: Arc::clone(&ctx),
