@@ -60,6 +60,47 @@ fn err<E: Into<redb::Error>>(op: &'static str) -> impl Fn(E) -> StoreError {
     }
 }
 
+/// How long [`EmbeddedStore::open`] waits for another process to release the file. On a deploy
+/// the new process starts before the old one has exited (it flushes within its shutdown
+/// deadline, 8 s by default); redb's file lock makes the new one wait instead of failing.
+const LOCK_WAIT: Duration = Duration::from_secs(30);
+
+/// `Database::create`, waiting up to [`LOCK_WAIT`] while another process holds the file lock.
+fn create_waiting(path: &Path) -> Result<Database, StoreError> {
+    let started = std::time::Instant::now();
+    let mut logged = false;
+    loop {
+        match Database::create(path) {
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) if started.elapsed() < LOCK_WAIT => {
+                if !logged {
+                    tracing::warn!(
+                        path = %path.display(),
+                        wait_s = LOCK_WAIT.as_secs(),
+                        "store file is locked by another process (deploy overlap); waiting for it to exit"
+                    );
+                    logged = true;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                return Err(StoreError::unavailable(
+                    "open",
+                    format!("{} is locked by another process after {}s", path.display(), LOCK_WAIT.as_secs()),
+                ));
+            }
+            r => {
+                if logged {
+                    tracing::info!(
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "store file lock acquired"
+                    );
+                }
+                return r.map_err(err("open"));
+            }
+        }
+    }
+}
+
 impl EmbeddedStore {
     /// Opens (or creates) the redb file at `path`, creating parent directories. A file that
     /// cannot be opened is `Unavailable`, never an empty store.
@@ -74,7 +115,7 @@ impl EmbeddedStore {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| StoreError::unavailable("open", format!("{}: {e}", dir.display())))?;
             }
-            let db = Database::create(&path).map_err(err("open"))?;
+            let db = create_waiting(&path)?;
             let tx = db.begin_write().map_err(err("open"))?;
             {
                 tx.open_table(TENANTS).map_err(err("open"))?;
