@@ -102,9 +102,17 @@ pub async fn request(
         req.push_str("\r\n");
         req.push_str(&body);
         s.write_all(req.as_bytes()).await.map_err(io)?;
+        // Read until the response is complete: some servers keep the connection open despite
+        // `Connection: close`, so the body length decides, not EOF.
         let mut raw = Vec::new();
-        (&mut s).take(MAX_RESPONSE as u64).read_to_end(&mut raw).await.map_err(io)?;
-        Ok(raw)
+        let mut buf = [0u8; 8192];
+        loop {
+            let n = s.read(&mut buf).await.map_err(io)?;
+            raw.extend_from_slice(buf.get(..n).unwrap_or_default());
+            if n == 0 || raw.len() > MAX_RESPONSE || is_complete(&raw) {
+                return Ok(raw);
+            }
+        }
     };
     let raw = tokio::time::timeout(timeout, exchange).await.map_err(|_| HttpError::Timeout {
         method: method.to_owned(),
@@ -118,6 +126,25 @@ pub async fn request(
         addr,
         detail,
     })
+}
+
+/// True once `raw` holds the headers and the whole body (by `Content-Length` or the chunked
+/// terminator); a body without either is read to EOF.
+fn is_complete(raw: &[u8]) -> bool {
+    let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else { return false };
+    let head = String::from_utf8_lossy(raw.get(..split).unwrap_or_default()).to_ascii_lowercase();
+    let body = raw.get(split + 4..).unwrap_or_default();
+    for line in head.lines() {
+        if let Some((k, v)) = line.split_once(':') {
+            match k.trim() {
+                "content-length" => return v.trim().parse::<usize>().is_ok_and(|n| body.len() >= n),
+                "transfer-encoding" if v.trim() == "chunked" => return body.ends_with(b"0\r\n\r\n"),
+                _ => {}
+            }
+        }
+    }
+    // No body (1xx/204/304) or length unknown: a 204/304 is complete now, anything else at EOF.
+    head.split(' ').nth(1).is_some_and(|c| c == "204" || c == "304")
 }
 
 /// Parses a complete HTTP/1.1 response (`Content-Length`, chunked, or read-to-close bodies).
@@ -135,7 +162,15 @@ fn parse(raw: &[u8]) -> Result<Response, String> {
             k.eq_ignore_ascii_case("transfer-encoding") && v.trim().eq_ignore_ascii_case("chunked")
         })
     });
-    let body = if chunked { dechunk(rest)? } else { rest.to_vec() };
+    let mut body = if chunked { dechunk(rest)? } else { rest.to_vec() };
+    let len = head.lines().find_map(|l| {
+        l.split_once(':')
+            .filter(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+    });
+    if let Some(n) = len.filter(|_| !chunked) {
+        body.truncate(n);
+    }
     Ok(Response { status, body })
 }
 
@@ -170,6 +205,10 @@ mod tests {
         .unwrap();
         assert_eq!((chunked.status, chunked.body.as_slice()), (202, b"{}".as_slice()));
         assert!(parse(b"nonsense").is_err());
+        assert!(is_complete(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"));
+        assert!(!is_complete(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n{}"));
+        assert!(!is_complete(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n{\r\n"));
+        assert!(is_complete(b"HTTP/1.1 204 No Content\r\n\r\n"));
         assert!(parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").is_err());
     }
 }

@@ -15,5 +15,6 @@ mod host_util;
 mod sim_lifecycle;
 mod sim_pairing;
 mod store_conformance;
+mod store_fault;
 mod store_wrappers;
 mod support;
