@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use base64::Engine as _;
 use futures::StreamExt as _;
@@ -88,7 +90,7 @@ impl Driver {
         };
         let store_path = store_dir.join("staylinked.redb");
         let mut key = [0u8; 32];
-        rand::RngCore::fill_bytes(&mut StdRng::seed_from_u64(o.seed ^ 0x6b65_79), &mut key);
+        rand::RngCore::fill_bytes(&mut StdRng::seed_from_u64(o.seed ^ 0x006b_6579), &mut key);
         let master_key = base64::engine::general_purpose::STANDARD.encode(key);
         let root: String = sim.2.iter().map(|b| format!("{b:02x}")).collect();
         let secs = |d: Duration| format!("{}ms", d.as_millis());

@@ -36,3 +36,31 @@ async fn sleep_wake_and_deploy_overlap_never_repair_or_conflict() {
     assert!(r.sigkills >= 5 && r.overlaps >= 5, "the mix must exercise kills and overlaps: {md}");
     assert_eq!(r.processes_started, 21, "{md}");
 }
+
+/// Deploy overlap on the embedded store: a second open of a file another holder has open waits
+/// for the lock (it neither fails nor opens an empty store) and succeeds once the file is free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_store_open_waits_for_the_file_lock() {
+    use std::sync::Arc;
+
+    use staylinked::store::crypt::{Keyring, MasterKey};
+    use staylinked::store::embedded::EmbeddedStore;
+    use staylinked::store::{Store, SystemClock};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let ring = Arc::new(Keyring::new(&MasterKey::generate(), &[]));
+    let first = EmbeddedStore::open(&path, ring.clone(), Arc::new(SystemClock)).await.unwrap();
+    let id = crate::host_util::tid("lock");
+    first.write_status(&id, &staylinked::store::TenantStatus::default()).await.unwrap();
+    let second = tokio::spawn({
+        let (path, ring) = (path.clone(), ring.clone());
+        async move { EmbeddedStore::open(&path, ring, Arc::new(SystemClock)).await }
+    });
+    // While the first holder is open the second one is still waiting (not failed).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!second.is_finished(), "the second open must wait for the lock: {:?}", second.await);
+    drop(first);
+    let second = tokio::time::timeout(Duration::from_secs(20), second).await.unwrap().unwrap().unwrap();
+    assert_eq!(second.list_tenants().await.unwrap(), vec![id], "the waiting open sees the same data");
+}

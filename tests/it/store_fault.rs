@@ -267,11 +267,11 @@ async fn firestore_outage_blocks_then_converges_without_repair() {
     }
     // Nothing goes out while the store is down: no device online, no login.
     let logins = stats(&sim).await.logins;
-    for i in 0..TENANTS.len() {
+    for (i, t) in TENANTS.iter().enumerate() {
         let ph = phone(700 + i);
         let devices = sim.with_sim(move |s, _| s.devices(&ph)).await.unwrap().unwrap();
         assert_eq!(devices.len(), 1);
-        assert!(!devices[0].online, "device of {} online while the store is down", TENANTS[i]);
+        assert!(!devices[0].online, "device of {t} online while the store is down");
     }
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(
