@@ -11,8 +11,8 @@ use futures::StreamExt as _;
 
 use super::model::{EVENTS_KEPT, KeyPair, LastDisconnect, LinkState, Me, SignedPreKey};
 use super::{
-    Creds, Delta, DeltaBatch, KeyRef, ManualClock, OutboxItem, SecretBytes, Store, StoreError, StoredEvent,
-    TenantStatus, TestHooks,
+    Creds, Delta, DeltaBatch, InboxItem, KeyRef, ManualClock, OutboxItem, SecretBytes, Store, StoreError,
+    StoredEvent, TenantStatus, TestHooks,
 };
 use crate::types::{FencingToken, TenantId};
 
@@ -112,7 +112,24 @@ fn full_batch(seed: u8) -> DeltaBatch {
         created_at: 5,
         payload: SecretBytes::new(b"hello".to_vec()),
     }));
+    b.push(Delta::InboxPut(inbox_item(LINKED_INBOX_ID)));
     b
+}
+
+/// The inbox item every linked test tenant gets from [`full_batch`].
+const LINKED_INBOX_ID: &str = "1700000000000-000001";
+
+/// An inbox item whose payload is derived from its id.
+fn inbox_item(id: &str) -> InboxItem {
+    InboxItem {
+        id: id.into(),
+        created_at: 1_700_000_000_000,
+        payload: SecretBytes::new(format!("{{\"event\":\"{id}\"}}").into_bytes()),
+    }
+}
+
+fn inbox_ids(items: &[InboxItem]) -> Vec<&str> {
+    items.iter().map(|i| i.id.as_str()).collect()
 }
 
 async fn link(f: &Fixture, t: &TenantId, seed: u8) -> FencingToken {
@@ -133,6 +150,8 @@ pub async fn hydrate_returns_committed(f: Fixture) {
     assert_eq!(snap.status, Some(sample_status()));
     assert_eq!(snap.lease.as_ref().map(|l| l.fence()), Some(fence));
     assert_eq!(snap.outbox.get("3EB0/AB.cd").map(|o| o.payload.expose().to_vec()), Some(b"hello".to_vec()));
+    assert_eq!(snap.inbox.get(LINKED_INBOX_ID), Some(&inbox_item(LINKED_INBOX_ID)), "inbox round trip");
+    assert_eq!(snap.inbox.len(), 1);
 
     let mut c2 = sample_creds(1);
     c2.next_pre_key_id = 99;
@@ -259,6 +278,7 @@ pub async fn deleted_keys_stay_deleted(f: Fixture) {
     assert!(s.creds.is_none(), "creds survived delete_tenant_keys");
     assert!(s.keys.is_empty(), "keys survived delete_tenant_keys: {:?}", s.keys.keys().collect::<Vec<_>>());
     assert_eq!(s.status, Some(sample_status()), "status doc must stay");
+    assert_eq!(s.inbox.get(LINKED_INBOX_ID), Some(&inbox_item(LINKED_INBOX_ID)), "inbox must stay");
     assert!(f.store.list_tenants().await.unwrap_or_default().contains(&t), "tenant still listed");
 }
 
@@ -289,11 +309,15 @@ pub async fn delete_tenant_removes_everything(f: Fixture) {
     assert!(!listed.contains(&t), "deleted tenant still listed: {listed:?}");
     assert!(listed.contains(&other), "neighbour vanished: {listed:?}");
     let s = f.store.hydrate(&t).await.unwrap_or_else(|e| panic!("hydrate after delete: {e}"));
-    assert!(s.creds.is_none() && s.keys.is_empty() && s.outbox.is_empty(), "state survived delete");
+    assert!(
+        s.creds.is_none() && s.keys.is_empty() && s.outbox.is_empty() && s.inbox.is_empty(),
+        "state survived delete"
+    );
     assert_eq!((s.status, s.lease), (None, None), "status doc survived delete");
     assert_eq!(f.store.read_status(&t).await.unwrap_or_else(|e| panic!("read: {e}")), None);
     assert!(f.store.list_events(&t).await.unwrap_or_else(|e| panic!("events: {e}")).is_empty());
     assert!(f.store.list_outbox(&t).await.unwrap_or_else(|e| panic!("outbox: {e}")).is_empty());
+    assert!(f.store.list_inbox(&t).await.unwrap_or_else(|e| panic!("inbox: {e}")).is_empty());
     let all: Vec<_> =
         f.store.hydrate_all(4).await.unwrap_or_else(|e| panic!("hydrate_all: {e}")).collect().await;
     assert!(all.iter().all(|(id, _)| id != &t), "hydrate_all still yields the deleted tenant");
@@ -315,12 +339,29 @@ pub async fn delete_tenant_removes_everything(f: Fixture) {
     f.store.delete_tenant(&t, again.fence()).await.unwrap_or_else(|e| panic!("second delete: {e}"));
 }
 
-/// A corrupt or undecryptable value is `Corrupt` for that tenant only; the others hydrate.
+/// A corrupt or undecryptable value (key, creds or inbox item) is `Corrupt` for that tenant
+/// only; the others hydrate.
 pub async fn corrupt_value_isolated(f: Fixture) {
     let (bad_key, bad_creds, good) = (tenant("bad-key"), tenant("bad-creds"), tenant("good"));
+    let bad_inbox = tenant("bad-inbox");
     link(&f, &bad_key, 5).await;
     link(&f, &bad_creds, 6).await;
     link(&f, &good, 7).await;
+    link(&f, &bad_inbox, 8).await;
+    f.hooks.corrupt_inbox(&bad_inbox, LINKED_INBOX_ID).await.unwrap_or_else(|e| panic!("corrupt inbox: {e}"));
+    let inbox_key = format!("inbox/{LINKED_INBOX_ID}");
+    match f.store.hydrate(&bad_inbox).await {
+        Err(StoreError::Corrupt { tenant, key, .. }) => {
+            assert_eq!((tenant, key), (bad_inbox.clone(), inbox_key.clone()))
+        }
+        other => panic!("corrupt inbox item must be Corrupt, got {other:?}"),
+    }
+    match f.store.list_inbox(&bad_inbox).await {
+        Err(StoreError::Corrupt { tenant, key, .. }) => {
+            assert_eq!((tenant, key), (bad_inbox.clone(), inbox_key))
+        }
+        other => panic!("list_inbox over a corrupt item must be Corrupt, got {other:?}"),
+    }
     let victim = KeyRef::Session("15550001234.0:1".into());
     f.hooks.corrupt_key(&bad_key, &victim).await.unwrap_or_else(|e| panic!("corrupt key: {e}"));
     f.hooks.corrupt_creds(&bad_creds).await.unwrap_or_else(|e| panic!("corrupt creds: {e}"));
@@ -351,7 +392,7 @@ pub async fn corrupt_value_isolated(f: Fixture) {
         }
     }
     seen.sort();
-    assert_eq!(seen, vec![bad_creds, bad_key, good], "hydrate_all must yield every tenant");
+    assert_eq!(seen, vec![bad_creds, bad_inbox, bad_key, good], "hydrate_all must yield every tenant");
 }
 
 /// A sealed value moved to another tenant or another key fails to open (AAD binding).
@@ -451,4 +492,109 @@ pub async fn hydrate_all_streams_everyone(f: Fixture) {
     }
     got.sort();
     assert_eq!(got, want);
+}
+
+/// Inbox items round-trip through `commit`, `hydrate`, `hydrate_all` and `list_inbox`: puts in
+/// any order across batches come back sorted by id (the id, not its escaped document name), a
+/// put on an existing id replaces it, deletes (also of absent ids) remove exactly one item.
+pub async fn inbox_round_trip_in_id_order(f: Fixture) {
+    let t = tenant("inbox");
+    let lease = f.store.acquire_lease(&t, "holder-a", TTL).await.unwrap_or_else(|e| panic!("acquire: {e}"));
+    assert!(f.store.list_inbox(&t).await.unwrap_or_else(|e| panic!("empty list: {e}")).is_empty());
+    // "0003-a~" escapes to "0003-a%7E", which sorts before "0003-aa" although the id sorts after.
+    let b = DeltaBatch::new()
+        .with(Delta::InboxPut(inbox_item("0003-a~")))
+        .with(Delta::InboxPut(inbox_item("0001-x")))
+        .with(Delta::InboxPut(inbox_item("0003-aa")));
+    f.store.commit(&t, lease.fence(), &b).await.unwrap_or_else(|e| panic!("commit 1: {e}"));
+    let mut replaced = inbox_item("0001-x");
+    replaced.payload = SecretBytes::new(b"second".to_vec());
+    let b = DeltaBatch::new()
+        .with(Delta::InboxPut(inbox_item("0002-y/z.w")))
+        .with(Delta::InboxPut(inbox_item("0004-doomed")))
+        .with(Delta::InboxPut(replaced.clone()))
+        .with(Delta::InboxDelete("0004-doomed".into()))
+        .with(Delta::InboxDelete("0009-never-there".into()));
+    f.store.commit(&t, lease.fence(), &b).await.unwrap_or_else(|e| panic!("commit 2: {e}"));
+
+    let want = ["0001-x", "0002-y/z.w", "0003-aa", "0003-a~"];
+    let listed = f.store.list_inbox(&t).await.unwrap_or_else(|e| panic!("list inbox: {e}"));
+    assert_eq!(inbox_ids(&listed), want, "list_inbox sorted by id");
+    assert_eq!(listed.first(), Some(&replaced), "a later put on the same id wins");
+    assert_eq!(listed.get(1), Some(&inbox_item("0002-y/z.w")), "payload and created_at round trip");
+    let snap = f.store.hydrate(&t).await.unwrap_or_else(|e| panic!("hydrate: {e}"));
+    assert_eq!(snap.inbox.values().cloned().collect::<Vec<_>>(), listed, "hydrate agrees with list_inbox");
+    assert!(snap.outbox.is_empty() && snap.keys.is_empty(), "inbox items land only in the inbox");
+
+    f.store
+        .commit(&t, lease.fence(), &DeltaBatch::new().with(Delta::InboxDelete("0003-aa".into())))
+        .await
+        .unwrap_or_else(|e| panic!("delete: {e}"));
+    let listed = f.store.list_inbox(&t).await.unwrap_or_else(|e| panic!("list after delete: {e}"));
+    assert_eq!(inbox_ids(&listed), ["0001-x", "0002-y/z.w", "0003-a~"], "exactly one item deleted");
+    let mut all = f.store.hydrate_all(2).await.unwrap_or_else(|e| panic!("hydrate_all: {e}"));
+    let mut seen = 0;
+    while let Some((id, r)) = all.next().await {
+        let snap = r.unwrap_or_else(|e| panic!("hydrate_all {id}: {e}"));
+        assert_eq!(snap.inbox.values().cloned().collect::<Vec<_>>(), listed, "hydrate_all sees the inbox");
+        seen += 1;
+    }
+    assert_eq!(seen, 1, "one tenant");
+}
+
+/// An inbox put commits atomically with key changes (an injected mid-batch failure lands
+/// nothing, the retry lands all), a stale fence lands no inbox put or delete, logout
+/// (`delete_tenant_keys`) keeps the inbox and `delete_tenant` removes it.
+pub async fn inbox_atomic_fenced_and_kept_on_logout(f: Fixture) {
+    let t = tenant("inbox-life");
+    let a = f.store.acquire_lease(&t, "holder-a", TTL).await.unwrap_or_else(|e| panic!("acquire a: {e}"));
+    f.store.commit(&t, a.fence(), &full_batch(11)).await.unwrap_or_else(|e| panic!("link: {e}"));
+    let before = f.store.hydrate(&t).await.unwrap_or_else(|e| panic!("hydrate: {e}"));
+
+    // Keys and the message's inbox event in one batch, as the host commits a received message.
+    let received = DeltaBatch::new()
+        .with(Delta::KeyPut { key: KeyRef::Session("peer.0".into()), value: SecretBytes::new(vec![4; 16]) })
+        .with(Delta::InboxPut(inbox_item("1700000000001-000002")))
+        .with(Delta::KeyDelete(KeyRef::PreKey(1)))
+        .with(Delta::InboxDelete(LINKED_INBOX_ID.into()));
+    for after in [1, 2, 3] {
+        f.hooks.fail_next_commit_after(after);
+        let r = f.store.commit(&t, a.fence(), &received).await;
+        assert!(r.is_err(), "armed commit (fail after {after}) must fail, got {r:?}");
+        let now = f.store.hydrate(&t).await.unwrap_or_else(|e| panic!("hydrate after fault: {e}"));
+        assert_eq!(now, before, "a failed commit (fail after {after}) left partial writes behind");
+    }
+    f.store.commit(&t, a.fence(), &received).await.unwrap_or_else(|e| panic!("retry: {e}"));
+    let done = f.store.hydrate(&t).await.unwrap_or_else(|e| panic!("hydrate done: {e}"));
+    assert_eq!(inbox_ids(&done.inbox.values().cloned().collect::<Vec<_>>()), ["1700000000001-000002"]);
+    assert!(done.keys.contains_key(&KeyRef::Session("peer.0".into())));
+    assert!(!done.keys.contains_key(&KeyRef::PreKey(1)));
+
+    // Takeover: the old holder's inbox writes are fenced and land nothing.
+    f.clock.advance(TTL + Duration::from_secs(1));
+    let b = f.store.acquire_lease(&t, "holder-b", TTL).await.unwrap_or_else(|e| panic!("acquire b: {e}"));
+    let stale = DeltaBatch::new()
+        .with(Delta::InboxPut(inbox_item("1700000000002-000003")))
+        .with(Delta::InboxDelete("1700000000001-000002".into()));
+    match f.store.commit(&t, a.fence(), &stale).await {
+        Err(StoreError::Fenced { held, presented, .. }) => {
+            assert_eq!((held, presented), (b.fence(), a.fence()))
+        }
+        other => panic!("stale inbox commit must be Fenced, got {other:?}"),
+    }
+    let listed = f.store.list_inbox(&t).await.unwrap_or_else(|e| panic!("list: {e}"));
+    assert_eq!(inbox_ids(&listed), ["1700000000001-000002"], "a stale inbox put or delete landed");
+
+    // Logout keeps the undelivered events; deleting the tenant removes them.
+    f.store.delete_tenant_keys(&t, b.fence()).await.unwrap_or_else(|e| panic!("logout: {e}"));
+    let s = f.store.hydrate(&t).await.unwrap_or_else(|e| panic!("hydrate after logout: {e}"));
+    assert!(s.creds.is_none() && s.keys.is_empty(), "logout clears creds and keys");
+    assert_eq!(s.inbox.values().cloned().collect::<Vec<_>>(), listed, "logout keeps the inbox");
+    assert_eq!(f.store.list_inbox(&t).await.unwrap_or_else(|e| panic!("list: {e}")), listed);
+    f.store.delete_tenant(&t, b.fence()).await.unwrap_or_else(|e| panic!("delete tenant: {e}"));
+    assert!(
+        f.store.list_inbox(&t).await.unwrap_or_else(|e| panic!("list: {e}")).is_empty(),
+        "inbox survived delete"
+    );
+    assert!(f.store.hydrate(&t).await.is_ok_and(|s| s.inbox.is_empty()), "inbox survived delete (hydrate)");
 }

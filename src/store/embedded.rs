@@ -4,8 +4,8 @@
 //! applied atomically. redb is synchronous; calls run on tokio's blocking pool.
 //!
 //! Tables: `tenants` (tenant → status+lease JSON), `creds` (tenant → creds record),
-//! `keys` ((tenant, doc id) → sealed value), `outbox` ((tenant, doc id) → sealed item),
-//! `events` ((tenant, seq) → event JSON).
+//! `keys` ((tenant, doc id) → sealed value), `outbox` and `inbox` ((tenant, doc id) → sealed
+//! item), `events` ((tenant, seq) → event JSON).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,8 +17,8 @@ use super::crypt::Keyring;
 use super::model::EVENTS_KEPT;
 use super::record::{self, FaultArm, Op, TenantRow};
 use super::{
-    BackendKind, DeltaBatch, KeyRef, Lease, OutboxItem, Store, StoreClock, StoreError, StoredEvent,
-    TenantSnapshot, TenantStatus, TestHooks, lease,
+    BackendKind, DeltaBatch, InboxItem, KeyRef, Lease, OutboxItem, Store, StoreClock, StoreError,
+    StoredEvent, TenantSnapshot, TenantStatus, TestHooks, lease,
 };
 use crate::types::{FencingToken, TenantId};
 
@@ -26,6 +26,7 @@ const TENANTS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("tenants"
 const CREDS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("creds");
 const KEYS: TableDefinition<'_, (&str, &str), &[u8]> = TableDefinition::new("keys");
 const OUTBOX: TableDefinition<'_, (&str, &str), &[u8]> = TableDefinition::new("outbox");
+const INBOX: TableDefinition<'_, (&str, &str), &[u8]> = TableDefinition::new("inbox");
 const EVENTS: TableDefinition<'_, (&str, u64), &[u8]> = TableDefinition::new("events");
 
 /// The redb-backed store. Cheap to clone.
@@ -127,6 +128,7 @@ impl EmbeddedStore {
                 tx.open_table(CREDS).map_err(err("open"))?;
                 tx.open_table(KEYS).map_err(err("open"))?;
                 tx.open_table(OUTBOX).map_err(err("open"))?;
+                tx.open_table(INBOX).map_err(err("open"))?;
                 tx.open_table(EVENTS).map_err(err("open"))?;
             }
             tx.commit().map_err(err("open"))?;
@@ -241,6 +243,10 @@ impl Store for EmbeddedStore {
                 let item = record::decode_outbox(&inner.ring, &tenant, &id, &v)?;
                 snap.outbox.insert(item.id.clone(), item);
             }
+            for (id, v) in scan(&tx.open_table(INBOX).map_err(err(OP))?, &tenant, OP)? {
+                let item = record::decode_inbox(&inner.ring, &tenant, &id, &v)?;
+                snap.inbox.insert(item.id.clone(), item);
+            }
             Ok(snap)
         })
         .await
@@ -262,6 +268,7 @@ impl Store for EmbeddedStore {
                 let mut creds = tx.open_table(CREDS).map_err(err(OP))?;
                 let mut keys = tx.open_table(KEYS).map_err(err(OP))?;
                 let mut outbox = tx.open_table(OUTBOX).map_err(err(OP))?;
+                let mut inbox = tx.open_table(INBOX).map_err(err(OP))?;
                 let t = tenant.as_str();
                 for (i, op) in ops.into_iter().enumerate() {
                     if fail_after == Some(i) {
@@ -283,6 +290,12 @@ impl Store for EmbeddedStore {
                         }
                         Op::DeleteOutbox(k) => {
                             outbox.remove((t, k.as_str())).map_err(err(OP))?;
+                        }
+                        Op::PutInbox(k, b) => {
+                            inbox.insert((t, k.as_str()), b.as_slice()).map_err(err(OP))?;
+                        }
+                        Op::DeleteInbox(k) => {
+                            inbox.remove((t, k.as_str())).map_err(err(OP))?;
                         }
                     }
                 }
@@ -370,7 +383,7 @@ impl Store for EmbeddedStore {
                 lease::check_fence(&tenant, row.lease.as_ref(), fence)?;
                 tenants.remove(t).map_err(err(OP))?;
                 tx.open_table(CREDS).map_err(err(OP))?.remove(t).map_err(err(OP))?;
-                for table in [KEYS, OUTBOX] {
+                for table in [KEYS, OUTBOX, INBOX] {
                     let mut table = tx.open_table(table).map_err(err(OP))?;
                     for (id, _) in scan(&table, &tenant, OP)? {
                         table.remove((t, id.as_str())).map_err(err(OP))?;
@@ -468,6 +481,22 @@ impl Store for EmbeddedStore {
         })
         .await
     }
+
+    async fn list_inbox(&self, tenant: &TenantId) -> Result<Vec<InboxItem>, StoreError> {
+        let tenant = tenant.clone();
+        self.blocking("list inbox", move |inner| {
+            const OP: &str = "list inbox";
+            let tx = inner.db.begin_read().map_err(err(OP))?;
+            let mut items = scan(&tx.open_table(INBOX).map_err(err(OP))?, &tenant, OP)?
+                .into_iter()
+                .map(|(id, v)| record::decode_inbox(&inner.ring, &tenant, &id, &v))
+                .collect::<Result<Vec<_>, _>>()?;
+            // Stored by escaped doc id; the contract orders by the id itself.
+            items.sort_by(|a, b| a.id.cmp(&b.id));
+            Ok(items)
+        })
+        .await
+    }
 }
 
 #[async_trait::async_trait]
@@ -477,6 +506,19 @@ impl TestHooks for EmbeddedStore {
         self.blocking("corrupt", move |inner| {
             let tx = inner.db.begin_write().map_err(err("corrupt"))?;
             tx.open_table(KEYS)
+                .map_err(err("corrupt"))?
+                .insert((tenant.as_str(), id.as_str()), record::GARBAGE)
+                .map_err(err("corrupt"))?;
+            tx.commit().map_err(err("corrupt"))
+        })
+        .await
+    }
+
+    async fn corrupt_inbox(&self, tenant: &TenantId, id: &str) -> Result<(), StoreError> {
+        let (tenant, id) = (tenant.clone(), record::inbox_doc_id(id));
+        self.blocking("corrupt", move |inner| {
+            let tx = inner.db.begin_write().map_err(err("corrupt"))?;
+            tx.open_table(INBOX)
                 .map_err(err("corrupt"))?
                 .insert((tenant.as_str(), id.as_str()), record::GARBAGE)
                 .map_err(err("corrupt"))?;

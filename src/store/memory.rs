@@ -11,8 +11,8 @@ use super::crypt::Keyring;
 use super::model::EVENTS_KEPT;
 use super::record::{self, FaultArm, Op, TenantRow};
 use super::{
-    BackendKind, DeltaBatch, KeyRef, Lease, OutboxItem, Store, StoreClock, StoreError, StoredEvent,
-    TenantSnapshot, TenantStatus, TestHooks, lease,
+    BackendKind, DeltaBatch, InboxItem, KeyRef, Lease, OutboxItem, Store, StoreClock, StoreError,
+    StoredEvent, TenantSnapshot, TenantStatus, TestHooks, lease,
 };
 use crate::types::{FencingToken, TenantId};
 
@@ -22,6 +22,7 @@ struct MemTenant {
     creds: Option<Vec<u8>>,
     keys: BTreeMap<String, Vec<u8>>,
     outbox: BTreeMap<String, Vec<u8>>,
+    inbox: BTreeMap<String, Vec<u8>>,
     events: VecDeque<StoredEvent>,
 }
 
@@ -91,6 +92,12 @@ fn apply(t: &mut MemTenant, ops: Vec<Op>, fail_after: Option<usize>) -> Result<(
             Op::DeleteOutbox(k) => {
                 t.outbox.remove(&k);
             }
+            Op::PutInbox(k, b) => {
+                t.inbox.insert(k, b);
+            }
+            Op::DeleteInbox(k) => {
+                t.inbox.remove(&k);
+            }
         }
     }
     Ok(())
@@ -121,6 +128,10 @@ impl Store for MemoryStore {
         for (id, v) in &t.outbox {
             let item = record::decode_outbox(ring, tenant, id, v)?;
             snap.outbox.insert(item.id.clone(), item);
+        }
+        for (id, v) in &t.inbox {
+            let item = record::decode_inbox(ring, tenant, id, v)?;
+            snap.inbox.insert(item.id.clone(), item);
         }
         Ok(snap)
     }
@@ -225,6 +236,18 @@ impl Store for MemoryStore {
         let t = self.lock("list outbox")?.get(tenant).cloned().unwrap_or_default();
         t.outbox.iter().map(|(id, v)| record::decode_outbox(&self.inner.ring, tenant, id, v)).collect()
     }
+
+    async fn list_inbox(&self, tenant: &TenantId) -> Result<Vec<InboxItem>, StoreError> {
+        let t = self.lock("list inbox")?.get(tenant).cloned().unwrap_or_default();
+        let mut items = t
+            .inbox
+            .iter()
+            .map(|(id, v)| record::decode_inbox(&self.inner.ring, tenant, id, v))
+            .collect::<Result<Vec<_>, _>>()?;
+        // Stored by escaped doc id; the contract orders by the id itself.
+        items.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(items)
+    }
 }
 
 #[async_trait::async_trait]
@@ -232,6 +255,15 @@ impl TestHooks for MemoryStore {
     async fn corrupt_key(&self, tenant: &TenantId, key: &KeyRef) -> Result<(), StoreError> {
         let mut map = self.lock("corrupt")?;
         map.entry(tenant.clone()).or_default().keys.insert(key.doc_id(), record::GARBAGE.to_vec());
+        Ok(())
+    }
+
+    async fn corrupt_inbox(&self, tenant: &TenantId, id: &str) -> Result<(), StoreError> {
+        let mut map = self.lock("corrupt")?;
+        map.entry(tenant.clone())
+            .or_default()
+            .inbox
+            .insert(record::inbox_doc_id(id), record::GARBAGE.to_vec());
         Ok(())
     }
 

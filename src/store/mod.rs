@@ -1,4 +1,4 @@
-//! The session store: every tenant's creds, Signal keys, status, lease, outbox and events.
+//! The session store: every tenant's creds, Signal keys, status, lease, outbox, inbox and events.
 //!
 //! Owns the [`Store`] trait, the persisted model ([`model`]), encryption at rest ([`crypt`]) and
 //! the three backends: [`firestore`] (production), [`embedded`] (redb file, the default) and
@@ -33,8 +33,8 @@ use futures::stream::BoxStream;
 
 pub use error::StoreError;
 pub use model::{
-    Creds, Delta, DeltaBatch, Hydrated, KeyKind, KeyRef, Lease, OutboxItem, SecretBytes, StoredEvent,
-    TenantSnapshot, TenantStatus,
+    Creds, Delta, DeltaBatch, Hydrated, InboxItem, KeyKind, KeyRef, Lease, OutboxItem, SecretBytes,
+    StoredEvent, TenantSnapshot, TenantStatus,
 };
 
 use crate::types::{FencingToken, TenantId};
@@ -145,10 +145,10 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn release_lease(&self, tenant: &TenantId, lease: &Lease) -> Result<(), StoreError>;
 
     /// Deletes the tenant's creds and every key (after logout), fenced like a commit. The
-    /// status doc, events and outbox stay.
+    /// status doc, events, outbox and inbox stay.
     async fn delete_tenant_keys(&self, tenant: &TenantId, fence: FencingToken) -> Result<(), StoreError>;
 
-    /// Deletes everything stored for the tenant — creds, keys, outbox, events and the status
+    /// Deletes everything stored for the tenant — creds, keys, outbox, inbox, events and the status
     /// doc with its lease — fenced like a commit (`fence` must be the epoch of the held lease;
     /// otherwise `Fenced` and nothing is deleted). Afterwards the tenant is no longer listed
     /// and hydrates empty. Atomic on the memory and embedded backends; Firestore deletes the
@@ -172,6 +172,13 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Queued outbox items, by id.
     async fn list_outbox(&self, tenant: &TenantId) -> Result<Vec<OutboxItem>, StoreError>;
 
+    /// Undelivered inbox items, sorted by id ascending (arrival order for host-made ids).
+    /// A value that does not decode or decrypt is `Corrupt`. Every backend overrides this with a
+    /// direct read; the default (through [`hydrate`](Self::hydrate)) keeps wrappers correct.
+    async fn list_inbox(&self, tenant: &TenantId) -> Result<Vec<InboxItem>, StoreError> {
+        Ok(self.hydrate(tenant).await?.inbox.into_values().collect())
+    }
+
     /// Hydrates every tenant, `concurrency` at a time, yielding each tenant's own result as it
     /// completes, so one corrupt tenant does not stop the others. Fails as a whole only when
     /// the tenant list itself cannot be read.
@@ -193,6 +200,8 @@ pub trait Store: Send + Sync + fmt::Debug {
 pub trait TestHooks: Send + Sync {
     /// Overwrites the stored bytes of `key` with garbage that is not a valid envelope.
     async fn corrupt_key(&self, tenant: &TenantId, key: &KeyRef) -> Result<(), StoreError>;
+    /// Overwrites the stored bytes of inbox item `id` with garbage that is not a valid envelope.
+    async fn corrupt_inbox(&self, tenant: &TenantId, id: &str) -> Result<(), StoreError>;
     /// Overwrites the stored creds with a well-formed envelope that fails to authenticate.
     async fn corrupt_creds(&self, tenant: &TenantId) -> Result<(), StoreError>;
     /// Copies the raw sealed value of `from` (tenant `src`) into key `to` of tenant `dst`,

@@ -1,5 +1,5 @@
 //! The persisted data model: [`Creds`], typed key references ([`KeyRef`]), the tenant
-//! [`TenantStatus`] doc, outbox items, lifecycle events and the [`Delta`]/[`DeltaBatch`] the
+//! [`TenantStatus`] doc, outbox and inbox items, lifecycle events and the [`Delta`]/[`DeltaBatch`] the
 //! core produces. Plain serde types; no IO and no encryption here (see `store::crypt`).
 
 use std::collections::BTreeMap;
@@ -606,6 +606,18 @@ pub struct OutboxItem {
     pub payload: SecretBytes,
 }
 
+/// An event not yet delivered to the application (the tenant's durable inbox, drained by the
+/// webhook dispatcher). The payload is sealed at rest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboxItem {
+    /// Item id (unique per tenant); ids sort in arrival order (the host generates them).
+    pub id: String,
+    /// When it was received (unix ms).
+    pub created_at: u64,
+    /// Opaque payload (the host's serialised tenant event).
+    pub payload: SecretBytes,
+}
+
 /// A lifecycle event kept for humans (bounded history).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredEvent {
@@ -641,6 +653,10 @@ pub enum Delta {
     OutboxPut(OutboxItem),
     /// Remove an outbound item by id.
     OutboxDelete(String),
+    /// Add (or replace) an undelivered event in the inbox.
+    InboxPut(InboxItem),
+    /// Remove an inbox item by id (absent ids are fine).
+    InboxDelete(String),
 }
 
 /// Deltas committed together: all or nothing, in order (a later delta on the same key wins).
@@ -691,6 +707,8 @@ pub struct TenantSnapshot {
     pub keys: BTreeMap<KeyRef, SecretBytes>,
     /// Queued outbound items, by id.
     pub outbox: BTreeMap<String, OutboxItem>,
+    /// Undelivered events, by id.
+    pub inbox: BTreeMap<String, InboxItem>,
 }
 
 /// One tenant's hydration result (see `Store::hydrate_all`).

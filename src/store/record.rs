@@ -2,12 +2,13 @@
 //! same parts onto document fields in `firestore::codec`). Every decoder returns
 //! `StoreError::Corrupt` naming the tenant and storage key; none panics.
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use super::crypt::Keyring;
 use super::model::{CredsPublic, CredsSecret, b64, escape_component};
-use super::{Creds, KeyRef, Lease, OutboxItem, SecretBytes, StoreError, TenantStatus};
+use super::{Creds, InboxItem, KeyRef, Lease, OutboxItem, SecretBytes, StoreError, TenantStatus};
 use crate::types::TenantId;
 
 /// Storage name (and AAD) of the creds.
@@ -18,13 +19,13 @@ pub(crate) fn key_name(key: &KeyRef) -> String {
     format!("keys/{}", key.doc_id())
 }
 
-/// Storage name (and AAD) of an outbox item.
-pub(crate) fn outbox_name(id: &str) -> String {
-    format!("outbox/{}", outbox_doc_id(id))
-}
-
 /// Document id of an outbox item.
 pub(crate) fn outbox_doc_id(id: &str) -> String {
+    escape_component(id)
+}
+
+/// Document id of an inbox item.
+pub(crate) fn inbox_doc_id(id: &str) -> String {
     escape_component(id)
 }
 
@@ -104,13 +105,55 @@ pub(crate) fn parse_key(tenant: &TenantId, doc_id: &str) -> Result<KeyRef, Store
     KeyRef::parse_doc_id(doc_id).map_err(|e| StoreError::corrupt(tenant, format!("keys/{doc_id}"), e))
 }
 
+/// A whole item sealed as one JSON value; its storage name (and AAD) is
+/// `{COLLECTION}/{doc id}`, so an outbox item and an inbox item never open as each other.
+trait SealedItem: Serialize + DeserializeOwned {
+    /// Collection name: the storage-name prefix (and AAD part) of every item.
+    const COLLECTION: &'static str;
+    /// The item's id.
+    fn id(&self) -> &str;
+}
+
+impl SealedItem for OutboxItem {
+    const COLLECTION: &'static str = "outbox";
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+impl SealedItem for InboxItem {
+    const COLLECTION: &'static str = "inbox";
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+fn seal_item<T: SealedItem>(ring: &Keyring, tenant: &TenantId, item: &T) -> Result<Vec<u8>, StoreError> {
+    let json = Zeroizing::new(serde_json::to_vec(item).map_err(|e| StoreError::backend("encode item", e))?);
+    ring.seal(tenant, &format!("{}/{}", T::COLLECTION, escape_component(item.id())), &json)
+}
+
+fn open_item<T: SealedItem>(
+    ring: &Keyring,
+    tenant: &TenantId,
+    doc_id: &str,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
+    let name = format!("{}/{doc_id}", T::COLLECTION);
+    let plain = ring.open(tenant, &name, bytes).map_err(|e| StoreError::corrupt(tenant, name.clone(), e))?;
+    let item: T = serde_json::from_slice(&plain).map_err(|e| StoreError::corrupt(tenant, name.clone(), e))?;
+    if escape_component(item.id()) != doc_id {
+        return Err(StoreError::corrupt(tenant, name, "item id does not match its document"));
+    }
+    Ok(item)
+}
+
 pub(crate) fn encode_outbox(
     ring: &Keyring,
     tenant: &TenantId,
     item: &OutboxItem,
 ) -> Result<Vec<u8>, StoreError> {
-    let json = Zeroizing::new(serde_json::to_vec(item).map_err(|e| StoreError::backend("encode outbox", e))?);
-    ring.seal(tenant, &outbox_name(&item.id), &json)
+    seal_item(ring, tenant, item)
 }
 
 pub(crate) fn decode_outbox(
@@ -119,14 +162,24 @@ pub(crate) fn decode_outbox(
     doc_id: &str,
     bytes: &[u8],
 ) -> Result<OutboxItem, StoreError> {
-    let name = format!("outbox/{doc_id}");
-    let plain = ring.open(tenant, &name, bytes).map_err(|e| StoreError::corrupt(tenant, name.clone(), e))?;
-    let item: OutboxItem =
-        serde_json::from_slice(&plain).map_err(|e| StoreError::corrupt(tenant, name.clone(), e))?;
-    if outbox_doc_id(&item.id) != doc_id {
-        return Err(StoreError::corrupt(tenant, name, "outbox id does not match its document"));
-    }
-    Ok(item)
+    open_item(ring, tenant, doc_id, bytes)
+}
+
+pub(crate) fn encode_inbox(
+    ring: &Keyring,
+    tenant: &TenantId,
+    item: &InboxItem,
+) -> Result<Vec<u8>, StoreError> {
+    seal_item(ring, tenant, item)
+}
+
+pub(crate) fn decode_inbox(
+    ring: &Keyring,
+    tenant: &TenantId,
+    doc_id: &str,
+    bytes: &[u8],
+) -> Result<InboxItem, StoreError> {
+    open_item(ring, tenant, doc_id, bytes)
 }
 
 pub(crate) fn encode_row(row: &TenantRow) -> Result<Vec<u8>, StoreError> {
@@ -145,6 +198,8 @@ pub(crate) enum Op {
     PutStatus(TenantStatus),
     PutOutbox(String, Vec<u8>),
     DeleteOutbox(String),
+    PutInbox(String, Vec<u8>),
+    DeleteInbox(String),
 }
 
 /// Encodes a batch into ops (sealing every secret). Encoding happens before any write.
@@ -169,6 +224,10 @@ pub(crate) fn encode_batch(
                     Op::PutOutbox(outbox_doc_id(&item.id), encode_outbox(ring, tenant, item)?)
                 }
                 Delta::OutboxDelete(id) => Op::DeleteOutbox(outbox_doc_id(id)),
+                Delta::InboxPut(item) => {
+                    Op::PutInbox(inbox_doc_id(&item.id), encode_inbox(ring, tenant, item)?)
+                }
+                Delta::InboxDelete(id) => Op::DeleteInbox(inbox_doc_id(id)),
             })
         })
         .collect()
@@ -203,4 +262,36 @@ pub(crate) fn tamper_creds_record(bytes: &[u8]) -> Vec<u8> {
         *last ^= 0x55;
     }
     serde_json::to_vec(&rec).unwrap_or_else(|_| GARBAGE.to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::crypt::MasterKey;
+
+    fn t() -> TenantId {
+        TenantId::new("t").unwrap()
+    }
+
+    /// Inbox items are sealed under their own document name: an outbox item's sealed bytes with
+    /// the same id never open as an inbox item (and vice versa), and an inbox item round-trips.
+    #[test]
+    fn inbox_aad_is_distinct_from_outbox() {
+        let ring = Keyring::new(&MasterKey::generate(), &[]);
+        let inbox =
+            InboxItem { id: "1-a.b".into(), created_at: 7, payload: SecretBytes::new(b"ev".to_vec()) };
+        let outbox =
+            OutboxItem { id: "1-a.b".into(), created_at: 7, payload: SecretBytes::new(b"ev".to_vec()) };
+        let doc = inbox_doc_id(&inbox.id);
+        assert_eq!(doc, "1-a%2Eb");
+        let sealed = encode_inbox(&ring, &t(), &inbox).unwrap();
+        assert_eq!(decode_inbox(&ring, &t(), &doc, &sealed).unwrap(), inbox);
+        let as_outbox = decode_outbox(&ring, &t(), &doc, &sealed);
+        assert!(matches!(as_outbox, Err(StoreError::Corrupt { .. })), "{as_outbox:?}");
+        let from_outbox = encode_outbox(&ring, &t(), &outbox).unwrap();
+        let r = decode_inbox(&ring, &t(), &doc, &from_outbox);
+        assert!(matches!(r, Err(StoreError::Corrupt { .. })), "{r:?}");
+        let other = decode_inbox(&ring, &t(), "2-x", &sealed);
+        assert!(matches!(other, Err(StoreError::Corrupt { .. })), "moved to another id: {other:?}");
+    }
 }

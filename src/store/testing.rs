@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::{
-    BackendKind, DeltaBatch, Lease, OutboxItem, Store, StoreError, StoredEvent, TenantSnapshot, TenantStatus,
+    BackendKind, DeltaBatch, InboxItem, Lease, OutboxItem, Store, StoreError, StoredEvent, TenantSnapshot,
+    TenantStatus,
 };
 use crate::types::{FencingToken, TenantId};
 
@@ -74,7 +75,7 @@ pub enum StoreOp {
         /// The status written.
         status: TenantStatus,
     },
-    /// Any read (list, hydrate, read status, events, outbox).
+    /// Any read (list, hydrate, read status, events, outbox, inbox).
     Read {
         /// Which read.
         what: &'static str,
@@ -205,6 +206,10 @@ impl Store for RecordingStore {
         self.push(StoreOp::Read { what: "list_outbox", tenant: Some(tenant.clone()) });
         self.inner.list_outbox(tenant).await
     }
+    async fn list_inbox(&self, tenant: &TenantId) -> Result<Vec<InboxItem>, StoreError> {
+        self.push(StoreOp::Read { what: "list_inbox", tenant: Some(tenant.clone()) });
+        self.inner.list_inbox(tenant).await
+    }
 }
 
 /// Wraps a store and injects faults: fail the Nth commit (1-based, counted from creation or
@@ -324,5 +329,9 @@ impl Store for FaultyStore {
     async fn list_outbox(&self, tenant: &TenantId) -> Result<Vec<OutboxItem>, StoreError> {
         self.gate("list outbox")?;
         self.inner.list_outbox(tenant).await
+    }
+    async fn list_inbox(&self, tenant: &TenantId) -> Result<Vec<InboxItem>, StoreError> {
+        self.gate("list inbox")?;
+        self.inner.list_inbox(tenant).await
     }
 }

@@ -141,6 +141,8 @@ conformance!(
     unreachable_is_unavailable,
     status_events_outbox,
     hydrate_all_streams_everyone,
+    inbox_round_trip_in_id_order,
+    inbox_atomic_fenced_and_kept_on_logout,
 );
 
 /// Firestore `hydrate_all` with windows of 2 tenants and 3-document pages (several windows and
@@ -150,7 +152,9 @@ conformance!(
 async fn firestore_windowed_hydrate_all_matches_hydrate() {
     use futures::StreamExt as _;
     use staylinked::store::conformance::{TTL, sample_creds, sample_keys, tenant};
-    use staylinked::store::{Delta, DeltaBatch, KeyRef, OutboxItem, SecretBytes, StoreError, TenantStatus};
+    use staylinked::store::{
+        Delta, DeltaBatch, InboxItem, KeyRef, OutboxItem, SecretBytes, StoreError, TenantStatus,
+    };
 
     if emulator().is_none() {
         return;
@@ -172,6 +176,13 @@ async fn firestore_windowed_hydrate_all_matches_hydrate() {
             created_at: u64::from(i),
             payload: SecretBytes::new(vec![i; 3]),
         }));
+        for n in 0..=u64::from(i % 3) {
+            b.push(Delta::InboxPut(InboxItem {
+                id: format!("1700000000000-{n:06}"),
+                created_at: n,
+                payload: SecretBytes::new(vec![i, 0xee]),
+            }));
+        }
         s.commit(&t, lease.fence(), &b).await.unwrap();
         want.push(t);
     }
@@ -195,6 +206,7 @@ async fn firestore_windowed_hydrate_all_matches_hydrate() {
             } else {
                 assert_eq!(snap.keys.len(), sample_keys(0).len(), "{t} keys");
                 assert_eq!(snap.outbox.len(), 1, "{t} outbox");
+                assert!(!snap.inbox.is_empty(), "{t} inbox");
             }
         }
         got.push(t);

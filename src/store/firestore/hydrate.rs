@@ -5,7 +5,7 @@
 //! Consistency: `hydrate_all` lists the status docs with one query, takes that query's read
 //! time and reads every other document at exactly that time, so the whole fleet comes from one
 //! snapshot. `hydrate(t)` reads the status and creds docs with one `BatchGetDocuments` and the
-//! key and outbox collections at that call's read time. Firestore guarantees that a streamed
+//! key, outbox and inbox collections at that call's read time. Firestore guarantees that a streamed
 //! result's earlier documents did not change up to a later `read_time` of the same stream, so
 //! the last read time of the first call is a valid snapshot for everything it returned.
 //!
@@ -42,6 +42,8 @@ pub(super) struct TenantDocs {
     pub(super) keys: Vec<Document>,
     /// `tenants/{t}/outbox/*`.
     pub(super) outbox: Vec<Document>,
+    /// `tenants/{t}/inbox/*`.
+    pub(super) inbox: Vec<Document>,
 }
 
 /// Tenants that share one window of collection-group queries, with the name bounds of that
@@ -212,7 +214,7 @@ impl FirestoreStore {
         Ok((found, at))
     }
 
-    /// One tenant: status + creds in one batch get, then keys and outbox at its read time.
+    /// One tenant: status + creds in one batch get, then keys, outbox and inbox at its read time.
     pub(super) async fn hydrate_one(&self, t: &TenantId) -> Result<TenantSnapshot, StoreError> {
         const OP: &str = "hydrate";
         let status_name = self.tenant_path(t);
@@ -220,17 +222,23 @@ impl FirestoreStore {
         let (mut found, at) = self.batch_get(OP, vec![status_name.clone(), creds_name.clone()]).await?;
         let at =
             at.map(whole_micros).ok_or_else(|| StoreError::backend(OP, "batch get returned no read time"))?;
-        let ((keys, _), (outbox, _)) = futures::try_join!(
+        let ((keys, _), (outbox, _), (inbox, _)) = futures::try_join!(
             self.query_all(OP, status_name.clone(), query("keys", false, None, None), Some(at)),
             self.query_all(OP, status_name.clone(), query("outbox", false, None, None), Some(at)),
+            self.query_all(OP, status_name.clone(), query("inbox", false, None, None), Some(at)),
         )?;
-        let docs =
-            TenantDocs { status: found.remove(&status_name), creds: found.remove(&creds_name), keys, outbox };
+        let docs = TenantDocs {
+            status: found.remove(&status_name),
+            creds: found.remove(&creds_name),
+            keys,
+            outbox,
+            inbox,
+        };
         self.assemble(t, docs)
     }
 
     /// Every tenant from one snapshot: one query lists the status docs; then, per window of
-    /// `hydrate_window` tenants, three collection-group queries (creds, keys, outbox) bounded
+    /// `hydrate_window` tenants, four collection-group queries (creds, keys, outbox, inbox) bounded
     /// by tenant name read the rest at the listing's read time. `concurrency` windows run at
     /// once. A window whose queries stay unavailable after one retry yields `Unavailable` for
     /// each of its tenants; one whose queries are refused otherwise (e.g. a database that does
@@ -276,12 +284,12 @@ impl FirestoreStore {
             let q = query(coll, true, start.clone(), w.end.clone());
             self.query_all(OP, self.inner.docs.clone(), q, Some(at))
         };
-        let mut read = futures::try_join!(group("creds"), group("keys"), group("outbox"));
+        let mut read = futures::try_join!(group("creds"), group("keys"), group("outbox"), group("inbox"));
         if matches!(read, Err(StoreError::Unavailable { .. })) {
             // One retry for a slow or briefly unreachable store, then each tenant reports it.
-            read = futures::try_join!(group("creds"), group("keys"), group("outbox"));
+            read = futures::try_join!(group("creds"), group("keys"), group("outbox"), group("inbox"));
         }
-        let ((creds, _), (keys, _), (outbox, _)) = match read {
+        let ((creds, _), (keys, _), (outbox, _), (inbox, _)) = match read {
             Ok(r) => r,
             Err(StoreError::Unavailable { op, detail }) => {
                 return w
@@ -307,7 +315,7 @@ impl FirestoreStore {
         let docs_root = self.inner.docs.as_str();
         let mut by_tenant: HashMap<String, TenantDocs> =
             w.tenants.iter().map(|(t, _)| (t.as_str().to_owned(), TenantDocs::default())).collect();
-        for d in creds.into_iter().chain(keys).chain(outbox) {
+        for d in creds.into_iter().chain(keys).chain(outbox).chain(inbox) {
             let Some((t, coll)) = tenant_and_collection(docs_root, &d.name) else { continue };
             // Documents of tenants without a status doc fall in a window but are not listed.
             let Some(slot) = by_tenant.get_mut(t) else { continue };
@@ -315,6 +323,7 @@ impl FirestoreStore {
                 "creds" if codec::doc_id(&d.name) == "current" => slot.creds = Some(d),
                 "keys" => slot.keys.push(d),
                 "outbox" => slot.outbox.push(d),
+                "inbox" => slot.inbox.push(d),
                 _ => {}
             }
         }

@@ -19,7 +19,7 @@
 //!
 //! Layout (see ARCHITECTURE.md): `tenants/{t}` status fields + `lease {holder, epoch,
 //! expires_at}`; `tenants/{t}/creds/current`; `tenants/{t}/keys/{kind}-{id}`;
-//! `tenants/{t}/outbox/{id}`; `tenants/{t}/events/{id}`.
+//! `tenants/{t}/outbox/{id}`; `tenants/{t}/inbox/{id}`; `tenants/{t}/events/{id}`.
 
 pub mod codec;
 mod hydrate;
@@ -46,8 +46,8 @@ use super::crypt::Keyring;
 use super::model::EVENTS_KEPT;
 use super::record::{self, FaultArm, Op};
 use super::{
-    BackendKind, Creds, DeltaBatch, Hydrated, KeyRef, Lease, OutboxItem, Store, StoreClock, StoreError,
-    StoredEvent, TenantSnapshot, TenantStatus, TestHooks, lease,
+    BackendKind, Creds, DeltaBatch, Hydrated, InboxItem, KeyRef, Lease, OutboxItem, Store, StoreClock,
+    StoreError, StoredEvent, TenantSnapshot, TenantStatus, TestHooks, lease,
 };
 use crate::types::{FencingToken, TenantId};
 
@@ -406,6 +406,10 @@ impl FirestoreStore {
                         Self::update(self.sub_path(t, "outbox", &id), codec::sealed_fields(sealed, &[]), None)
                     }
                     Op::DeleteOutbox(id) => Self::delete(self.sub_path(t, "outbox", &id)),
+                    Op::PutInbox(id, sealed) => {
+                        Self::update(self.sub_path(t, "inbox", &id), codec::sealed_fields(sealed, &[]), None)
+                    }
+                    Op::DeleteInbox(id) => Self::delete(self.sub_path(t, "inbox", &id)),
                 })
             })
             .collect()
@@ -434,11 +438,18 @@ impl FirestoreStore {
         Ok(writes)
     }
 
+    /// Decodes one `tenants/{t}/inbox/{id}` document.
+    fn decode_inbox_doc(&self, t: &TenantId, doc: &Document) -> Result<InboxItem, StoreError> {
+        let id = codec::doc_id(&doc.name);
+        let sealed = codec::sealed_value(t, &format!("inbox/{id}"), doc)?;
+        record::decode_inbox(&self.inner.ring, t, id, sealed)
+    }
+
     /// Decodes one tenant's documents (read at one snapshot) into its snapshot. Any value that
     /// does not decode or decrypt is `Corrupt` for this tenant.
     fn assemble(&self, t: &TenantId, docs: hydrate::TenantDocs) -> Result<TenantSnapshot, StoreError> {
         let ring = &self.inner.ring;
-        let hydrate::TenantDocs { status, creds, keys, outbox } = docs;
+        let hydrate::TenantDocs { status, creds, keys, outbox, inbox } = docs;
         let mut snap = TenantSnapshot::default();
         if let Some(doc) = status {
             (snap.status, snap.lease) = codec::decode_status_doc(t, &doc)?;
@@ -458,6 +469,10 @@ impl FirestoreStore {
             let sealed = codec::sealed_value(t, &format!("outbox/{id}"), doc)?;
             let item = record::decode_outbox(ring, t, id, sealed)?;
             snap.outbox.insert(item.id.clone(), item);
+        }
+        for doc in &inbox {
+            let item = self.decode_inbox_doc(t, doc)?;
+            snap.inbox.insert(item.id.clone(), item);
         }
         Ok(snap)
     }
@@ -607,7 +622,7 @@ impl Store for FirestoreStore {
                     let current = self.read_lease(OP, tenant, &tx).await?;
                     lease::check_fence(tenant, current.as_ref(), fence)?;
                     let mut doomed = Vec::new();
-                    for coll in ["creds", "keys", "outbox", "events"] {
+                    for coll in ["creds", "keys", "outbox", "inbox", "events"] {
                         let room = DELETE_CHUNK - i32::try_from(doomed.len()).unwrap_or(DELETE_CHUNK);
                         if room <= 0 {
                             break;
@@ -674,6 +689,15 @@ impl Store for FirestoreStore {
             })
             .collect()
     }
+
+    async fn list_inbox(&self, tenant: &TenantId) -> Result<Vec<InboxItem>, StoreError> {
+        let docs = self.list("list inbox", self.tenant_path(tenant), "inbox", None, false, None).await?;
+        let mut items =
+            docs.iter().map(|d| self.decode_inbox_doc(tenant, d)).collect::<Result<Vec<_>, _>>()?;
+        // Listed by escaped doc id; the contract orders by the id itself.
+        items.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(items)
+    }
 }
 
 #[async_trait::async_trait]
@@ -681,6 +705,12 @@ impl TestHooks for FirestoreStore {
     async fn corrupt_key(&self, tenant: &TenantId, key: &KeyRef) -> Result<(), StoreError> {
         let fields = codec::sealed_fields(record::GARBAGE.to_vec(), &[]);
         let w = Self::update(self.sub_path(tenant, "keys", &key.doc_id()), fields, None);
+        self.commit_writes("corrupt", vec![w], Vec::new()).await
+    }
+
+    async fn corrupt_inbox(&self, tenant: &TenantId, id: &str) -> Result<(), StoreError> {
+        let fields = codec::sealed_fields(record::GARBAGE.to_vec(), &[]);
+        let w = Self::update(self.sub_path(tenant, "inbox", &record::inbox_doc_id(id)), fields, None);
         self.commit_writes("corrupt", vec![w], Vec::new()).await
     }
 
