@@ -81,19 +81,23 @@ pub(crate) fn count_texts(v: &serde_json::Value, prefix: &str, into: &mut BTreeM
     }
 }
 
-/// The texts (starting with `prefix`) of the messages in `tenant`'s durable inbox.
+/// The texts (starting with `prefix`) of the messages in `tenant`'s durable inbox (each item's
+/// payload is a serialised `TenantEvent`; texts are found wherever the event nests them).
 ///
 /// # Errors
-/// Always, until the store has a tenant inbox (`Store::list_inbox`, issue 7): message checks
-/// need it to see what was received.
+/// The store could not list the inbox.
 pub(crate) async fn inbox_texts(
-    _store: &dyn Store,
-    _tenant: &TenantId,
-    _prefix: &str,
+    store: &dyn Store,
+    tenant: &TenantId,
+    prefix: &str,
 ) -> Result<Vec<String>, ChaosError> {
-    Err(ChaosError::Options(
-        "this build has no tenant inbox (Store::list_inbox); run without --messages".into(),
-    ))
+    let items = store.list_inbox(tenant).await.map_err(ChaosError::Store)?;
+    let mut seen = BTreeMap::new();
+    for item in &items {
+        let v: serde_json::Value = serde_json::from_slice(item.payload.expose()).unwrap_or_default();
+        count_texts(&v, prefix, &mut seen);
+    }
+    Ok(seen.into_iter().flat_map(|(t, n)| std::iter::repeat_n(t, n)).collect())
 }
 
 #[cfg(test)]
