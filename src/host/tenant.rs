@@ -6,11 +6,12 @@
 //! Nothing else mutates a tenant: the API and the supervisor only send commands and read the
 //! view. Never pairs a tenant that has creds; never connects without the lease.
 
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng as _;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
@@ -22,6 +23,7 @@ use super::persist;
 use super::policy::{self, Action, History};
 use super::state::{CommandError, DisconnectView, LinkMethod, TenantCommand, TenantState, TenantView};
 use crate::store::model::{LastDisconnect, StoredEvent, TenantSnapshot, TenantStatus};
+use crate::store::{KeyRef, SecretBytes};
 use crate::types::TenantId;
 use crate::wa::client::{self as wa, DisconnectReason};
 
@@ -62,8 +64,10 @@ pub(crate) fn spawn(ctx: &Arc<Ctx>, id: TenantId, initial: Initial, start_delay:
     let mut status = TenantStatus::default();
     let mut creds = None;
     let mut fail = None;
+    let mut keys = wa::KeyCache::new();
     match initial {
         Initial::Hydrated(snap) => {
+            keys = hydrate_keys(&id, &snap.keys);
             if let Some(s) = snap.status {
                 status = s;
             }
@@ -116,6 +120,10 @@ pub(crate) fn spawn(ctx: &Arc<Ctx>, id: TenantId, initial: Initial, start_delay:
         deleted: false,
         logout_requested: false,
         conn_seq: 0,
+        keys,
+        inbox_seq: 0,
+        pending_sends: HashMap::new(),
+        received_inbox: VecDeque::new(),
     };
     let span = tracing::info_span!("tenant", tenant_id = %id);
     ctx.spawn(actor.run(start_delay).instrument(span));
@@ -155,6 +163,27 @@ pub(super) struct Actor {
     pub(super) logout_requested: bool,
     /// Connection counter (the `conn_id` span field).
     pub(super) conn_seq: u64,
+    /// The Signal key cache, handed to each connection's client and taken back after it.
+    pub(super) keys: wa::KeyCache,
+    /// Counter for inbox ids (`{unix_ms:013}-{seq:06}`).
+    pub(super) inbox_seq: u64,
+    /// `SendText` replies waiting for their stanza to leave (by message id).
+    pub(super) pending_sends: HashMap<String, oneshot::Sender<Result<(), CommandError>>>,
+    /// Inbox ids of committed received messages whose `Event::Message` comes next.
+    pub(super) received_inbox: VecDeque<String>,
+}
+
+/// The key cache of a hydrated tenant; entries that do not load are skipped and counted in
+/// the log (their peers recover through retry receipts), never a reason to stop the tenant.
+fn hydrate_keys(id: &TenantId, stored: &BTreeMap<KeyRef, SecretBytes>) -> wa::KeyCache {
+    let (keys, errors) = persist::keys_from_store(stored);
+    if !errors.is_empty() {
+        tracing::warn!(tenant_id = %id, skipped = errors.len(), "stored signal keys do not load; skipped");
+        for e in &errors {
+            tracing::debug!(tenant_id = %id, error = %e, "skipped stored key");
+        }
+    }
+    keys
 }
 
 /// What a command served during a wait asks of the waiter.
@@ -265,6 +294,7 @@ impl Actor {
                 match snap.creds.as_ref().map(persist::creds_from_store).transpose() {
                     Ok(c) => {
                         self.creds = c.filter(wa::Creds::is_paired);
+                        self.keys = hydrate_keys(&self.id, &snap.keys);
                         true
                     }
                     Err(e) => {
@@ -618,6 +648,7 @@ impl Actor {
                 guard.stop_renewal();
                 self.deleted = true;
                 self.creds = None;
+                self.keys = wa::KeyCache::new();
                 self.link = None;
                 self.logout_requested = false;
                 self.view.send_modify(|v| {
@@ -662,6 +693,7 @@ impl Actor {
             }
         }
         self.creds = None;
+        self.keys = wa::KeyCache::new();
         self.link = None;
         self.logout_requested = false;
         self.view.send_modify(|v| {

@@ -6,9 +6,14 @@
 //! drains [`Output`]s in order (a [`Output::Persist`] is a barrier) plus [`Client::poll_timeout`].
 
 pub mod creds;
+pub mod keys;
+#[cfg(test)]
+mod msgtests;
 pub mod output;
 mod payload;
 pub mod reason;
+mod recv;
+pub mod send;
 #[cfg(test)]
 mod tests;
 
@@ -18,8 +23,10 @@ use std::time::{Duration, Instant};
 use rand_core::CryptoRngCore;
 
 pub use creds::{Creds, Me, PreKey};
+pub use keys::{KeyCache, KeyChange, KeyId, KeyLoadError, KeyValue};
 pub use output::{Delta, Event, MessageStatus, Output, ReceivedMessage, StatusUpdate};
 pub use reason::{DisconnectReason, ProtocolError};
+pub use send::SendError;
 
 use crate::wa::binary::{Node, marshal, unmarshal};
 use crate::wa::frame::{self, FrameDecoder};
@@ -73,6 +80,8 @@ enum Timer {
     Handshake,
     KeepAlive,
     QrRotate,
+    /// The earliest deadline of a pending send job.
+    Jobs,
 }
 
 /// Connection lifecycle: one enum, data per variant.
@@ -102,6 +111,10 @@ enum Pending {
     Logout,
     CompanionHello,
     CompanionFinish,
+    /// Prekey upload after a low-count notification (no follow-up iq).
+    PreKeyRefill,
+    /// An iq of send job `n` (messaging).
+    Msg(u64, send::Step),
 }
 
 #[derive(Debug)]
@@ -126,7 +139,7 @@ pub struct Client {
     state: State,
     decoder: FrameDecoder,
     transport: Option<Transport>,
-    timers: [(Timer, Option<Instant>); 3],
+    timers: [(Timer, Option<Instant>); 4],
     last_recv: Option<Instant>,
     outputs: VecDeque<Output>,
     pending: HashMap<String, Pending>,
@@ -134,6 +147,7 @@ pub struct Client {
     id_prefix: String,
     base: (Instant, u64),
     pair_code: Option<PairCodeState>,
+    msg: send::Messaging,
 }
 
 impl std::fmt::Debug for Client {
@@ -167,7 +181,12 @@ impl Client {
             state: State::Idle,
             decoder: FrameDecoder::client(MAX_FRAME),
             transport: None,
-            timers: [(Timer::Handshake, None), (Timer::KeepAlive, None), (Timer::QrRotate, None)],
+            timers: [
+                (Timer::Handshake, None),
+                (Timer::KeepAlive, None),
+                (Timer::QrRotate, None),
+                (Timer::Jobs, None),
+            ],
             last_recv: None,
             outputs: VecDeque::new(),
             pending: HashMap::new(),
@@ -175,6 +194,7 @@ impl Client {
             id_prefix,
             base: (now, unix_now),
             pair_code: None,
+            msg: send::Messaging::default(),
         }
     }
 
@@ -272,6 +292,7 @@ impl Client {
         self.timers.iter_mut().for_each(|(_, t)| *t = None);
         self.transport = None;
         self.pending.clear();
+        self.msg.reset_connection();
         self.state = State::Closed(reason.clone());
         self.outputs.push_back(Output::Close(reason));
     }
@@ -283,6 +304,7 @@ impl Client {
         self.decoder = FrameDecoder::client(MAX_FRAME);
         self.transport = None;
         self.pending.clear();
+        self.msg.reset_connection();
         self.timers.iter_mut().for_each(|(_, t)| *t = None);
         self.pair_code = None;
         let (state, hello) =
@@ -361,6 +383,7 @@ impl Client {
                 Timer::Handshake => self.close(DisconnectReason::ConnectTimeout),
                 Timer::QrRotate => self.rotate_qr(now),
                 Timer::KeepAlive => self.keepalive(now),
+                Timer::Jobs => self.expire_jobs(now),
             }
         }
     }
@@ -481,9 +504,15 @@ impl Client {
                 self.close(DisconnectReason::from_stream_error(node.attr_str("code"), child));
             }
             "xmlstreamend" => self.close(DisconnectReason::StreamEnd),
+            "message" => self.handle_message(node),
+            "receipt" => self.handle_receipt(now, node),
+            "ack" => self.handle_ack(node),
             "ib" => {
                 if node.child("downgrade_webclient").is_some() {
                     return self.close(DisconnectReason::MultideviceMismatch);
+                }
+                if node.child("offline_preview").is_some() {
+                    self.handle_offline_preview();
                 }
                 if let Some(off) = node.child("offline") {
                     let n = off.attr_str("count").and_then(|c| c.parse().ok()).unwrap_or(0);
@@ -500,7 +529,7 @@ impl Client {
         let typ = node.attr_str("type").unwrap_or_default();
         if typ == "result" || typ == "error" {
             let Some(p) = self.pending.remove(&id) else { return };
-            return self.handle_response(p, typ == "result", node);
+            return self.handle_response(now, p, typ == "result", node);
         }
         if let Some(pd) = node.child("pair-device") {
             return self.handle_pair_device(now, &id, pd);
@@ -608,13 +637,15 @@ impl Client {
         self.send_iq("get", "encrypt", vec![Node::new("count")], Pending::PreKeyCount);
     }
 
-    fn handle_response(&mut self, p: Pending, ok: bool, node: &Node) {
+    fn handle_response(&mut self, now: Instant, p: Pending, ok: bool, node: &Node) {
         match p {
+            Pending::Msg(n, step) => self.handle_job_iq(now, n, step, node),
+            Pending::PreKeyRefill => {}
             Pending::PreKeyCount => {
                 let count =
                     node.child("count").and_then(|c| c.attr_str("value")).and_then(|v| v.parse::<u32>().ok());
                 if ok && count.unwrap_or(0) < MIN_PRE_KEYS {
-                    self.upload_pre_keys();
+                    self.upload_pre_keys(Pending::PreKeyUpload);
                 } else {
                     self.send_iq("set", "passive", vec![Node::new("active")], Pending::Active);
                 }
@@ -627,12 +658,13 @@ impl Client {
         }
     }
 
-    fn upload_pre_keys(&mut self) {
+    fn upload_pre_keys(&mut self, pending: Pending) {
         let start = self.creds.next_pre_key_id;
         let keys: Vec<PreKey> = (0..PRE_KEY_BATCH)
             .map(|i| PreKey { id: start + i, key: KeyPair::generate(&mut self.rng) })
             .collect();
         self.creds.next_pre_key_id = start + PRE_KEY_BATCH;
+        self.msg.keys.add_pre_keys(&keys);
         // Persist the keys and the advanced counter before anyone can see them.
         self.outputs.push_back(Output::Persist(Delta::PreKeys(keys.clone())));
         self.outputs.push_back(Output::Persist(Delta::Creds(Box::new(self.creds.clone()))));
@@ -655,7 +687,7 @@ impl Client {
                 Node::new("signature").bytes(spk.signature.to_vec()),
             ]),
         ];
-        self.send_iq("set", "encrypt", children, Pending::PreKeyUpload);
+        self.send_iq("set", "encrypt", children, pending);
     }
 
     fn handle_notification(&mut self, node: &Node) {
@@ -669,6 +701,7 @@ impl Client {
         {
             self.handle_primary_hello(reg);
         }
+        self.handle_key_notification(node);
         self.send_node(&ack);
     }
 

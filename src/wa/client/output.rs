@@ -4,6 +4,7 @@
 //! Data only.
 
 use super::creds::{Creds, PreKey};
+use super::keys::KeyChange;
 use super::reason::DisconnectReason;
 
 /// Something that must be durable before any later output is acted on.
@@ -14,6 +15,18 @@ pub enum Delta {
     Creds(Box<Creds>),
     /// New one-time pre-keys (persist before they are uploaded).
     PreKeys(Vec<PreKey>),
+    /// Signal key changes in one atomic batch: sessions, peer identities, consumed one-time
+    /// prekeys (always in the same batch as the session built from them), sender keys,
+    /// sender-key memory and device lists. Precedes any ciphertext that depends on them.
+    Keys(Vec<KeyChange>),
+    /// A decrypted message and the key changes that decrypted it, durable in ONE commit
+    /// before the [`Event::Message`] and the delivery receipt that follow it.
+    Received {
+        /// The ratchet/prekey/sender-key changes of the decryption.
+        keys: Vec<KeyChange>,
+        /// The message as the application will see it.
+        message: Box<ReceivedMessage>,
+    },
 }
 
 /// An event for the application.
@@ -41,6 +54,14 @@ pub enum Event {
     Message(Box<ReceivedMessage>),
     /// A message we sent changed status (server ack, delivery/read receipt, failure).
     Status(StatusUpdate),
+    /// The stanza of message `id` (started by `Client::send_text`) was handed to the driver
+    /// just before this event; its ratchet state was persisted before it.
+    Relayed {
+        /// Our message id.
+        id: String,
+        /// The chat it went to.
+        chat: String,
+    },
 }
 
 /// A decrypted inbound message as the application sees it (serialised into webhooks).

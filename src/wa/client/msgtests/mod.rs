@@ -1,0 +1,434 @@
+//! Messaging scenario tests: our clients, scripted phones and a sans-IO server (see
+//! [`harness`]) exchanging 1:1 and group messages, receipts, retries, offline delivery and
+//! restarts — with invariant 1 asserted on every client's output log.
+
+mod harness;
+
+use std::time::Duration;
+
+use proptest::prelude::*;
+use rand::SeedableRng;
+
+use self::harness::{Log, Net, assert_persist_before_visible, j};
+use super::*;
+use crate::wa::binary::Node;
+
+const A: &str = "15550000001";
+const B: &str = "15550000002";
+const C: &str = "15550000003";
+
+fn statuses(net: &Net, i: usize, id: &str) -> Vec<MessageStatus> {
+    net.devs[i]
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Status(s) if s.id == id => Some(s.status),
+            _ => None,
+        })
+        .collect()
+}
+
+fn check_all(net: &Net) {
+    for d in &net.devs {
+        assert_persist_before_visible(&d.log);
+    }
+}
+
+/// 1:1 both directions: first contact is a pkmsg (phones and own companions included, DSM to
+/// our other device), the reply and later messages use established sessions; statuses flow.
+#[test]
+fn direct_both_directions() {
+    let mut net = Net::new();
+    let a1 = net.companion(A, 1);
+    let a2 = net.companion(A, 2);
+    let b1 = net.companion(B, 1);
+    net.send_text(a1, "M1", B, "hello b");
+    assert_eq!(net.devs[b1].texts(), ["hello b"]);
+    let first = net.devs[a1].sent("message");
+    let kinds: Vec<String> = first[0]
+        .child("participants")
+        .unwrap()
+        .child_nodes()
+        .iter()
+        .map(|to| {
+            format!("{}:{}", to.attr_jid("jid").unwrap(), to.child("enc").unwrap().attr_str("type").unwrap())
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            format!("{A}@s.whatsapp.net:pkmsg"),
+            format!("{A}:2@s.whatsapp.net:pkmsg"),
+            format!("{B}@s.whatsapp.net:pkmsg"),
+            format!("{B}:1@s.whatsapp.net:pkmsg"),
+        ],
+        "own devices first, device 0 of both users, all pkmsg"
+    );
+    assert!(first[0].child("device-identity").is_some());
+    // Our other device got the DSM: from_me, chat = B.
+    let dsm = net.devs[a2]
+        .events()
+        .into_iter()
+        .find_map(|e| if let Event::Message(m) = e { Some(m) } else { None });
+    let dsm = dsm.unwrap();
+    assert!(dsm.from_me);
+    assert_eq!(dsm.chat, format!("{B}@s.whatsapp.net"));
+    assert_eq!(net.phones[B].texts(), ["hello b"]);
+    assert_eq!(net.phones[A].texts(), ["hello b"], "own phone gets the DSM");
+    assert!(statuses(&net, a1, "M1").contains(&MessageStatus::Sent));
+    assert!(statuses(&net, a1, "M1").contains(&MessageStatus::Delivered));
+    assert!(
+        net.devs[a1]
+            .events()
+            .contains(&Event::Relayed { id: "M1".into(), chat: format!("{B}@s.whatsapp.net") })
+    );
+
+    net.send_text(b1, "M2", A, "hi a");
+    assert_eq!(net.devs[a1].texts(), ["hi a"]);
+    assert_eq!(net.devs[a2].texts(), ["hello b", "hi a"]);
+    net.send_text(a1, "M3", B, "again");
+    assert_eq!(net.devs[b1].texts(), ["hello b", "again"]);
+    let third = net.devs[a1].sent("message").pop().unwrap();
+    let to_b1 = third
+        .child("participants")
+        .unwrap()
+        .child_nodes()
+        .iter()
+        .find(|t| t.attr_jid("jid") == Some(j(&format!("{B}:1@s.whatsapp.net"))))
+        .unwrap()
+        .child("enc")
+        .unwrap()
+        .attr_str("type")
+        .unwrap()
+        .to_owned();
+    assert_eq!(to_b1, "msg", "B replied, so the session is confirmed");
+    // The receipt of a plain delivery is `inactive` to the sender device (Baileys' shape).
+    let r = net.devs[b1].sent("receipt").into_iter().find(|r| r.attr_str("id") == Some("M1")).unwrap();
+    assert_eq!(r.attr_str("type"), Some("inactive"));
+    assert_eq!(r.attr_jid("to"), Some(j(&format!("{A}:1@s.whatsapp.net"))));
+    check_all(&net);
+}
+
+/// A phone (bare Signal peer) writes first: our client decrypts its pkmsg, consumes the
+/// one-time prekey in the same commit as the session, and the message is durable before the
+/// event and the receipt.
+#[test]
+fn first_contact_from_phone() {
+    let mut net = Net::new();
+    let a1 = net.companion(A, 1);
+    net.account(C);
+    let before = net.devs[a1].client.keys().pre_key_count();
+    net.phone_send(C, A, "P1", "from c's phone");
+    assert_eq!(net.devs[a1].texts(), ["from c's phone"]);
+    assert_eq!(net.devs[a1].client.keys().pre_key_count(), before - 1);
+    let received = net.devs[a1]
+        .log
+        .iter()
+        .find_map(
+            |l| if let Log::Persist(Delta::Received { keys, .. }) = l { Some(keys.clone()) } else { None },
+        )
+        .unwrap();
+    assert!(received.iter().any(|c| matches!(c, KeyChange::Delete(KeyId::PreKey(_)))));
+    let m = net.devs[a1]
+        .events()
+        .into_iter()
+        .find_map(|e| if let Event::Message(m) = e { Some(m) } else { None });
+    let m = m.unwrap();
+    assert_eq!((m.chat.as_str(), m.from_me), (format!("{C}@s.whatsapp.net").as_str(), false));
+    check_all(&net);
+}
+
+/// Group send with SKDM fan-out, a second send without SKDMs, and a member's reply.
+#[test]
+fn group_send_and_receive() {
+    let mut net = Net::new();
+    let a1 = net.companion(A, 1);
+    let a2 = net.companion(A, 2);
+    let b1 = net.companion(B, 1);
+    let c1 = net.companion(C, 1);
+    let g = net.group("120363000000000001@g.us", &[A, B, C]);
+    net.send_text(a1, "G1", &g.to_string(), "hello group");
+    for i in [a2, b1, c1] {
+        assert_eq!(net.devs[i].texts(), ["hello group"], "device {i}");
+    }
+    assert_eq!(net.phones[B].texts(), ["hello group"]);
+    let first = net.devs[a1].sent("message").pop().unwrap();
+    assert_eq!(first.child_nodes()[0].attr_str("type"), Some("skmsg"), "skmsg first");
+    assert_eq!(first.attr_str("addressing_mode"), Some("pn"));
+    net.send_text(a1, "G2", &g.to_string(), "second");
+    let second = net.devs[a1].sent("message").pop().unwrap();
+    assert!(second.child("participants").is_none(), "everyone has our sender key");
+    for i in [a2, b1, c1] {
+        assert_eq!(net.devs[i].texts(), ["hello group", "second"]);
+    }
+    net.send_text(b1, "G3", &g.to_string(), "reply from b");
+    assert_eq!(net.devs[a1].texts(), ["reply from b"]);
+    assert_eq!(net.devs[c1].texts(), ["hello group", "second", "reply from b"]);
+    let gr = net.devs[c1].sent("receipt").into_iter().find(|r| r.attr_str("id") == Some("G3")).unwrap();
+    assert_eq!(gr.attr_jid("to"), Some(g.clone()));
+    assert_eq!(gr.attr_jid("participant"), Some(j(&format!("{B}:1@s.whatsapp.net"))));
+    let m = net.devs[a1]
+        .events()
+        .into_iter()
+        .find_map(|e| if let Event::Message(m) = e { Some(m) } else { None });
+    assert_eq!(m.unwrap().chat, g.to_string());
+    check_all(&net);
+}
+
+/// A redelivered message (same ciphertext again, e.g. after a crash before the ack reached the
+/// server) gets its receipt again but no second event.
+#[test]
+fn duplicate_redelivery_one_event() {
+    let mut net = Net::new();
+    let a1 = net.companion(A, 1);
+    let b1 = net.companion(B, 1);
+    net.send_text(a1, "D1", B, "once");
+    net.send_text(b1, "D0", A, "ack me");
+    net.send_text(a1, "D2", B, "twice?");
+    let (_, again) = net
+        .delivered
+        .iter()
+        .rev()
+        .find(|(d, n)| d == &net.devs[b1].jid && n.attr_str("id") == Some("D2"))
+        .unwrap()
+        .clone();
+    let receipts_before = net.devs[b1].sent("receipt").len();
+    net.devs[b1].client.handle_message(&again);
+    net.drive();
+    assert_eq!(net.devs[b1].texts(), ["once", "twice?"]);
+    assert_eq!(net.devs[b1].sent("receipt").len(), receipts_before + 1, "receipt sent again");
+    // Also for a redelivered first-contact pkmsg after its prekey was consumed.
+    let (_, pk) = net
+        .delivered
+        .iter()
+        .find(|(d, n)| d == &net.devs[b1].jid && n.attr_str("id") == Some("D1"))
+        .unwrap()
+        .clone();
+    net.devs[b1].client.handle_message(&pk);
+    net.drive();
+    assert_eq!(net.devs[b1].texts(), ["once", "twice?"]);
+    check_all(&net);
+}
+
+/// A corrupted ciphertext gets a retry receipt (no event, no silent ack); the sender resends
+/// with the same id to that device only, and the message arrives.
+#[test]
+fn corrupted_ciphertext_retry_round_trip() {
+    let mut net = Net::new();
+    let a1 = net.companion(A, 1);
+    let b1 = net.companion(B, 1);
+    net.send_text(a1, "R0", B, "setup");
+    net.send_text(b1, "R1", A, "reply");
+    let target = net.devs[b1].jid.clone();
+    let mut flipped = false;
+    net.tamper = Some(Box::new(move |d, n| {
+        if *d == target && !flipped {
+            flipped = true;
+            if let crate::wa::binary::Content::Nodes(kids) = &mut n.content
+                && let Some(crate::wa::binary::Content::Bytes(b)) = kids.get_mut(0).map(|e| &mut e.content)
+                && let Some(x) = b.get_mut(20)
+            {
+                *x ^= 0x55;
+            }
+        }
+    }));
+    net.send_text(a1, "R2", B, "corrupted once");
+    let retry =
+        net.devs[b1].sent("receipt").into_iter().find(|r| r.attr_str("type") == Some("retry")).unwrap();
+    assert_eq!(retry.attr_str("id"), Some("R2"));
+    assert_eq!(retry.child("retry").unwrap().attr_str("count"), Some("1"));
+    assert!(retry.child("keys").is_none(), "no keys on the first retry");
+    let resend = net.devs[a1].sent("message").pop().unwrap();
+    assert_eq!((resend.attr_str("id"), resend.attr_str("device_fanout")), (Some("R2"), Some("false")));
+    assert_eq!(net.devs[b1].texts(), ["setup", "corrupted once"]);
+    check_all(&net);
+}
+
+/// Retry receipts from count 2 carry keys (a fresh prekey persisted before the receipt);
+/// after the last allowed retry the message is nacked, never acked silently.
+#[test]
+fn retry_receipt_counts_and_keys() {
+    let mut net = Net::new();
+    let a1 = net.companion(A, 1);
+    let b1 = net.companion(B, 1);
+    net.send_text(a1, "K0", B, "setup");
+    let (_, good) = net.delivered.iter().find(|(d, _)| *d == net.devs[b1].jid).unwrap().clone();
+    let mut bad = good.clone();
+    bad.set_attr("id", "K1");
+    if let crate::wa::binary::Content::Nodes(kids) = &mut bad.content {
+        kids[0].content = crate::wa::binary::Content::Bytes(vec![0x33, 1, 2, 3]);
+    }
+    for n in 1..=6 {
+        net.devs[b1].client.handle_message(&bad);
+        net.drive();
+        let last = net.devs[b1]
+            .log
+            .iter()
+            .rev()
+            .find_map(|l| if let Log::Send(s) = l { Some(s.clone()) } else { None })
+            .unwrap();
+        if n <= 5 {
+            assert_eq!(last.attr_str("type"), Some("retry"));
+            assert_eq!(last.child("retry").unwrap().attr_str("count"), Some(n.to_string().as_str()));
+            assert_eq!(last.child("keys").is_some(), n >= 2);
+        } else {
+            assert_eq!((last.tag.as_str(), last.attr_str("error")), ("ack", Some("500")));
+        }
+    }
+    // The keys' prekey was persisted (and the counter advanced) before the receipt.
+    let log = &net.devs[b1].log;
+    let k = log.iter().position(|l| matches!(l, Log::Send(s) if s.child("keys").is_some())).unwrap();
+    assert!(matches!(&log[k - 2], Log::Persist(Delta::PreKeys(p)) if p.len() == 1));
+    assert!(matches!(&log[k - 1], Log::Persist(Delta::Creds(_))));
+    assert_eq!(net.devs[b1].texts(), ["setup"]);
+}
+
+/// A group message whose skmsg is corrupted for one member is recovered by a retry resend
+/// (fresh skmsg + SKDM to that device only, same id).
+#[test]
+fn group_retry_resend() {
+    let mut net = Net::new();
+    let a1 = net.companion(A, 1);
+    let b1 = net.companion(B, 1);
+    let c1 = net.companion(C, 1);
+    let g = net.group("120363000000000009@g.us", &[A, B, C]);
+    net.send_text(a1, "GR0", &g.to_string(), "first");
+    let target = net.devs[c1].jid.clone();
+    let mut flipped = false;
+    net.tamper = Some(Box::new(move |d, n| {
+        if *d == target && !flipped {
+            flipped = true;
+            if let crate::wa::binary::Content::Nodes(kids) = &mut n.content
+                && let Some(crate::wa::binary::Content::Bytes(b)) = kids.last_mut().map(|e| &mut e.content)
+                && let Some(x) = b.get_mut(12)
+            {
+                *x ^= 0x01;
+            }
+        }
+    }));
+    net.send_text(a1, "GR1", &g.to_string(), "second");
+    assert_eq!(net.devs[b1].texts(), ["first", "second"]);
+    assert_eq!(net.devs[c1].texts(), ["first", "second"]);
+    let resend = net.devs[a1].sent("message").pop().unwrap();
+    assert_eq!(resend.attr_str("id"), Some("GR1"));
+    assert_eq!(resend.attr_jid("participant"), Some(net.devs[c1].jid.clone()));
+    check_all(&net);
+}
+
+/// Restart mid-conversation: both sides rebuilt from what they persisted keep decrypting
+/// (including a pkmsg naming a prekey persisted by `Delta::PreKeys`), with no retry receipt.
+#[test]
+fn restart_mid_conversation() {
+    let mut net = Net::new();
+    let a1 = net.companion(A, 1);
+    let b1 = net.companion(B, 1);
+    let c1 = net.companion(C, 1);
+    let g = net.group("120363000000000002@g.us", &[A, B]);
+    net.send_text(a1, "S1", B, "one");
+    net.send_text(b1, "S2", A, "two");
+    net.send_text(a1, "S3", &g.to_string(), "group one");
+    assert!(net.restart(a1).is_empty());
+    assert!(net.restart(b1).is_empty());
+    // First contact from C to the restarted A: the prekey came from the store.
+    net.send_text(c1, "S4", A, "hello after restart");
+    net.send_text(a1, "S5", B, "three");
+    net.send_text(b1, "S6", A, "four");
+    net.send_text(b1, "S7", &g.to_string(), "group two");
+    net.send_text(a1, "S8", &g.to_string(), "group three");
+    assert_eq!(net.devs[b1].texts(), ["one", "group one", "three", "group three"]);
+    assert_eq!(net.devs[a1].texts(), ["two", "hello after restart", "four", "group two"]);
+    for d in &net.devs {
+        assert!(d.sent("receipt").iter().all(|r| r.attr_str("type") != Some("retry")), "no decrypt failure");
+    }
+    check_all(&net);
+}
+
+/// Messages queued while offline arrive after the preview → batch handshake, flagged offline,
+/// and the end marker gives `Ready`.
+#[test]
+fn offline_queue() {
+    let mut net = Net::new();
+    let a1 = net.companion(A, 1);
+    let b1 = net.companion(B, 1);
+    net.offline(b1);
+    net.send_text(a1, "O1", B, "while away");
+    assert!(net.devs[b1].texts().is_empty());
+    net.reconnect(b1);
+    assert_eq!(net.devs[b1].texts(), ["while away"]);
+    let batch = net.devs[b1].sent("ib");
+    assert_eq!(batch[0].child("offline_batch").and_then(|b| b.attr_str("count")), Some("100"));
+    let evs = net.devs[b1].events();
+    assert!(evs.iter().any(|e| matches!(e, Event::Message(m) if m.offline)));
+    assert!(evs.contains(&Event::Ready { offline: 1 }));
+    check_all(&net);
+}
+
+/// A send whose iqs are never answered fails with a status after the timeout; bad recipients
+/// and sends while offline are refused at once.
+#[test]
+fn send_failures() {
+    let mut net = Net::new();
+    let a1 = net.companion(A, 1);
+    let now = net.now;
+    let c = &mut net.devs[a1].client;
+    assert!(matches!(c.send_text(now, "X", "nonsense", "t"), Err(SendError::InvalidRecipient(_))));
+    c.send_text(now, "T1", "15559999999", "into the void").unwrap();
+    assert!(matches!(c.send_text(now, "T1", B, "dup"), Err(SendError::InProgress(_))));
+    // Swallow the usync iq: the server never answers.
+    while c.poll_output().is_some() {}
+    net.advance(send::SEND_TIMEOUT + Duration::from_secs(1));
+    assert!(statuses(&net, a1, "T1").iter().any(|s| matches!(s, MessageStatus::Failed(_))));
+    let mut idle = Client::new(
+        net.devs[a1].client.config().clone(),
+        net.devs[a1].creds.clone(),
+        Box::new(rand::rngs::StdRng::seed_from_u64(1)),
+        now,
+        1,
+    );
+    assert_eq!(idle.send_text(now, "Y", B, "t"), Err(SendError::NotLoggedIn));
+}
+
+/// A low prekey count notification triggers a refill upload (keys persisted first).
+#[test]
+fn low_prekey_notification_refills() {
+    let mut net = Net::new();
+    let a1 = net.companion(A, 1);
+    let before = net.devs[a1].client.keys().pre_key_count();
+    let n = Node::new("notification")
+        .attr("id", "n1")
+        .attr("from", "s.whatsapp.net")
+        .attr("type", "encrypt")
+        .children([Node::new("count").attr("value", "2")]);
+    net.devs[a1].client.handle_node(net.now, &n);
+    net.drive();
+    assert_eq!(net.devs[a1].client.keys().pre_key_count(), before + PRE_KEY_BATCH as usize);
+    let log = &net.devs[a1].log;
+    let upload = log
+        .iter()
+        .rposition(|l| matches!(l, Log::Send(s) if s.attr_str("xmlns") == Some("encrypt")))
+        .unwrap();
+    assert!(log[..upload].iter().any(|l| matches!(l, Log::Persist(Delta::PreKeys(_)))));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    /// Arbitrary bytes inside an `<enc>` (any type) never panic the receive path, and each
+    /// such message is answered (retry receipt or receipt), never dropped silently.
+    #[test]
+    fn arbitrary_enc_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300), kind in 0..3usize) {
+        let mut net = Net::new();
+        let a1 = net.companion(A, 1);
+        let t = ["pkmsg", "msg", "skmsg"][kind];
+        let from = if t == "skmsg" { "1203@g.us" } else { "15550000002:1@s.whatsapp.net" };
+        let mut n = Node::new("message").attr("id", "Z").attr("from", from).attr("t", "1");
+        if t == "skmsg" {
+            n.set_attr("participant", "15550000002:1@s.whatsapp.net");
+        }
+        let n = n.children([Node::new("enc").attr("v", "2").attr("type", t).bytes(bytes)]);
+        let sent_before = net.devs[a1].sent("receipt").len() + net.devs[a1].sent("ack").len();
+        net.devs[a1].client.handle_message(&n);
+        net.drive();
+        let sent_after = net.devs[a1].sent("receipt").len() + net.devs[a1].sent("ack").len();
+        prop_assert_eq!(sent_after, sent_before + 1);
+    }
+}
