@@ -64,8 +64,11 @@ pub struct MessageReport {
     pub phone_to_tenant: Flow,
     /// Tenant → peer phone (through the gateway's message API).
     pub tenant_to_phone: Flow,
-    /// Decrypt failures seen by the simulator's phones or reported by the gateway.
+    /// Decrypt failures: messages the simulator's phones could not decrypt plus retry
+    /// receipts (a device asking for a resend because it could not decrypt).
     pub decrypt_failures: u64,
+    /// Why a direction was not exercised, when one was not.
+    pub note: Option<String>,
 }
 
 /// What the simulator counted.
@@ -83,6 +86,9 @@ pub struct SimCounts {
     pub replaced: u64,
     /// Stream errors by code.
     pub stream_errors: BTreeMap<String, u64>,
+    /// Message counters of the simulator (`messages_*`, `offline_redelivered`, `phone_*`,
+    /// `retry_receipts`), as it reports them.
+    pub messages: BTreeMap<String, u64>,
 }
 
 /// The machine the run used.
@@ -205,6 +211,7 @@ pub fn markdown(r: &ChaosReport) -> String {
         ("stream errors", format!("{:?}", r.sim.stream_errors)),
         ("lease-epoch checks (all increasing)", r.epoch_checks.to_string()),
         ("logins / connections", format!("{} / {}", r.sim.logins, r.sim.connections)),
+        ("simulator message counters", format!("{:?}", r.sim.messages)),
         (
             "SIGTERM → exit p50 / p99 / max",
             format!("{} / {} / {} ms", r.sigterm_exit.p50_ms, r.sigterm_exit.p99_ms, r.sigterm_exit.max_ms),
@@ -228,6 +235,9 @@ pub fn markdown(r: &ChaosReport) -> String {
             ));
         }
         s.push_str(&format!("| decrypt failures | {} |\n", m.decrypt_failures));
+        if let Some(n) = &m.note {
+            s.push_str(&format!("| messages note | {n} |\n"));
+        }
     } else {
         s.push_str("| messages | not checked (run with `--messages`) |\n");
     }
