@@ -18,6 +18,8 @@ use crate::host_util::{phone, poll, sim, stats};
 
 const KEY: &str = "fault-key";
 const TENANTS: [&str; 3] = ["f0", "f1", "f2"];
+/// The phone that messages the tenants during the outage.
+const PEER: &str = "15550009999";
 /// Java start-up on a loaded machine.
 const EMULATOR_READY: Duration = Duration::from_secs(90);
 const LONG: Duration = Duration::from_secs(60);
@@ -250,10 +252,21 @@ async fn firestore_outage_blocks_then_converges_without_repair() {
         TENANTS.iter().map(|t| state_of(&before, t)["lease_epoch"].as_u64().unwrap()).collect();
     let pairings = stats(&sim).await.pairings;
     assert_eq!(pairings, TENANTS.len() as u64);
+    sim.with_sim(|s, _| s.add_phone(PEER, "peer")).await.unwrap().unwrap();
 
     // Stop the emulator mid-session (its data exported first, as a real outage loses nothing).
     let export = emu.export(&project, &dir.path().join("export")).await;
     drop(emu);
+    // Traffic while the store is down: one message to each tenant, arriving while its socket is
+    // still up. Its ratchet state cannot be committed, so it must not be acked.
+    let delivered_before = stats(&sim).await.messages_delivered;
+    for i in 0..TENANTS.len() {
+        let to = phone(700 + i);
+        sim.with_sim(move |s, now| s.phone_send(now, PEER, &to, &format!("during outage {i}")))
+            .await
+            .unwrap()
+            .unwrap();
+    }
 
     // Store down: leases cannot be renewed → every tenant drops its socket and waits in a clear
     // state whose error names the store.
@@ -278,7 +291,12 @@ async fn firestore_outage_blocks_then_converges_without_repair() {
         text.contains("lease could not be renewed") && text.contains("lease acquisition failed"),
         "the log says why the tenants stopped:\n{text}"
     );
-    assert_eq!(stats(&sim).await.logins, logins, "a tenant logged in while the store was down");
+    let s = stats(&sim).await;
+    assert_eq!(s.logins, logins, "a tenant logged in while the store was down");
+    assert_eq!(
+        s.messages_delivered, delivered_before,
+        "a message was acked while its commit could not land: {s:?}"
+    );
 
     // Restart the emulator with its data: everything converges without a QR.
     let _emu = Emulator::start(&jar, emu_port, Some(&export), &dir.path().join("emulator-2.log")).await;
@@ -300,6 +318,15 @@ async fn firestore_outage_blocks_then_converges_without_repair() {
     }
     let s = stats(&sim).await;
     assert_eq!((s.pairings, s.replaced), (pairings, 0), "{s:?}");
+    // The messages sent during the outage arrive once the store is back: each copy answered
+    // exactly once, none failed to decrypt.
+    let s = poll("outage messages acked", || async {
+        let s = stats(&sim).await;
+        (s.messages_delivered >= delivered_before + TENANTS.len() as u64).then_some(s)
+    })
+    .await;
+    assert_eq!(s.messages_delivered, delivered_before + TENANTS.len() as u64, "{s:?}");
+    assert_eq!((s.retry_receipts, s.phone_decrypt_failures), (0, 0), "{s:?}");
 
     Command::new("kill").arg("-TERM").arg(gw.0.id().to_string()).status().unwrap();
     let exit = poll("gateway exit", || {
