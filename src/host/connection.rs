@@ -105,11 +105,13 @@ impl Actor {
             while let Some(out) = client.poll_output() {
                 match out {
                     Output::Persist(delta) => {
-                        let inbox_id =
-                            matches!(delta, wa::Delta::Received { .. }).then(|| self.next_inbox_id());
+                        let inbox =
+                            matches!(delta, wa::Delta::Received { .. }).then(|| self.next_inbox_slot());
                         // Invariant 1: nothing after this delta happens until it is durable.
                         loop {
-                            match persister.commit_with(&delta, inbox_id.as_deref()).await {
+                            let slot =
+                                inbox.as_ref().map(|(id, at)| persist::InboxSlot { id, created_at: *at });
+                            match persister.commit_with(&delta, slot).await {
                                 Ok(_) => {
                                     commit_failures = 0;
                                     break;
@@ -149,7 +151,7 @@ impl Actor {
                         {
                             self.creds = Some((**c).clone());
                         }
-                        if let Some(id) = inbox_id {
+                        if let Some((id, _)) = inbox {
                             self.received_inbox.push_back(id);
                         }
                     }
@@ -269,10 +271,11 @@ impl Actor {
         }
     }
 
-    /// A fresh inbox id: sorts in arrival order (`{unix_ms:013}-{seq:06}`).
-    fn next_inbox_id(&mut self) -> String {
+    /// A fresh inbox id and its time: ids sort in arrival order (`{unix_ms:013}-{seq:06}`).
+    fn next_inbox_slot(&mut self) -> (String, u64) {
         self.inbox_seq = (self.inbox_seq + 1) % 1_000_000;
-        format!("{:013}-{:06}", clock::unix_ms(), self.inbox_seq)
+        let now = clock::unix_ms();
+        (format!("{now:013}-{:06}", self.inbox_seq), now)
     }
 
     async fn on_event(

@@ -15,8 +15,10 @@ use std::time::Duration;
 use prost::Message as _;
 use zeroize::Zeroizing;
 
+use super::events::TenantEvent;
 use super::metrics::Metrics;
 use crate::conn::{PersistError, Persister};
+use crate::store::model::InboxItem;
 use crate::store::{self, DeltaBatch, KeyRef, SecretBytes, Store, StoreError};
 use crate::types::{FencingToken, TenantId};
 use crate::wa::client::{self as wa, KeyCache, KeyChange, KeyId, KeyLoadError, creds::SignedPreKey};
@@ -192,12 +194,37 @@ fn push_key_changes(batch: &mut DeltaBatch, changes: &[KeyChange]) {
     }
 }
 
-/// One core delta as a store batch (all or nothing), with the inbox item of a received
-/// message when `inbox_id` is given.
-pub fn delta_to_batch_with_inbox(d: &wa::Delta, inbox_id: Option<&str>) -> DeltaBatch {
-    let batch = delta_to_batch(d);
-    // The inbox item (store::Delta::InboxPut) joins this batch once the store has it.
-    let _ = inbox_id;
+/// Where a received message goes in the tenant's inbox: its id (sorting in arrival order)
+/// and the arrival time.
+#[derive(Debug, Clone, Copy)]
+pub struct InboxSlot<'a> {
+    /// The inbox item id.
+    pub id: &'a str,
+    /// Arrival time, unix ms.
+    pub created_at: u64,
+}
+
+/// The tenant event a received message becomes (stored in the inbox, then published).
+pub fn received_event(inbox_id: &str, message: &wa::ReceivedMessage) -> TenantEvent {
+    TenantEvent::MessageReceived { inbox_id: inbox_id.to_owned(), message: message.clone() }
+}
+
+/// One core delta as a store batch (all or nothing). A `Delta::Received` with an `inbox` slot
+/// also puts the inbox item (the serialised [`TenantEvent::MessageReceived`]) in the same
+/// batch, so keys and message are durable together.
+pub fn delta_to_batch_with_inbox(d: &wa::Delta, inbox: Option<InboxSlot<'_>>) -> DeltaBatch {
+    let mut batch = delta_to_batch(d);
+    if let (wa::Delta::Received { message, .. }, Some(slot)) = (d, inbox) {
+        let payload = serde_json::to_vec(&received_event(slot.id, message)).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "received message does not serialise");
+            Vec::new()
+        });
+        batch.push(store::Delta::InboxPut(InboxItem {
+            id: slot.id.to_owned(),
+            created_at: slot.created_at,
+            payload: SecretBytes::new(payload),
+        }));
+    }
     batch
 }
 
@@ -248,8 +275,12 @@ impl StorePersister {
     ///
     /// # Errors
     /// The store's error, typed (`Fenced` means the lease is lost).
-    pub async fn commit_with(&self, delta: &wa::Delta, inbox_id: Option<&str>) -> Result<usize, StoreError> {
-        let batch = delta_to_batch_with_inbox(delta, inbox_id);
+    pub async fn commit_with(
+        &self,
+        delta: &wa::Delta,
+        inbox: Option<InboxSlot<'_>>,
+    ) -> Result<usize, StoreError> {
+        let batch = delta_to_batch_with_inbox(delta, inbox);
         let started = tokio::time::Instant::now();
         let r = self.store.commit(&self.tenant, self.fence, &batch).await;
         self.metrics.observe_commit(started.elapsed(), r.is_ok(), batch.len());
@@ -392,9 +423,18 @@ mod tests {
         };
         let r = delta_to_batch_with_inbox(
             &wa::Delta::Received { keys: changes, message: Box::new(msg) },
-            Some("1"),
+            Some(InboxSlot { id: "0000000000001-000001", created_at: 1 }),
         );
-        assert!(r.len() >= 2);
+        match &r.deltas[..] {
+            [store::Delta::KeyPut { .. }, store::Delta::KeyDelete(_), store::Delta::InboxPut(item)] => {
+                assert_eq!(item.id, "0000000000001-000001");
+                let v: serde_json::Value = serde_json::from_slice(item.payload.expose()).unwrap();
+                assert_eq!(v["event"], "message.received");
+                assert_eq!(v["data"]["inbox_id"], "0000000000001-000001");
+                assert_eq!(v["data"]["message"]["text"], "t");
+            }
+            other => panic!("{other:?}"),
+        }
         let mut rng = rand::rngs::StdRng::seed_from_u64(11);
         let pk = wa::PreKey { id: 12, key: KeyPair::generate(&mut rng) };
         let b = delta_to_batch(&wa::Delta::PreKeys(vec![pk.clone()]));

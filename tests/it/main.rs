@@ -12,6 +12,7 @@ mod host_lifecycle;
 mod host_process;
 mod host_tenant_state;
 mod host_util;
+mod messaging;
 mod sim_lifecycle;
 mod sim_pairing;
 mod store_conformance;
