@@ -4,7 +4,7 @@
 #   scripts/chaos.sh                         # 50 tenants x 200 cycles, embedded store, release build
 #   scripts/chaos.sh --store firestore       # same on the Firestore emulator (started if needed)
 #   scripts/chaos.sh --tenants 5 --cycles 20 --seed 9
-#   scripts/chaos.sh --messages              # also traffic both ways: 0 lost / 0 duplicated / 0 decrypt failures
+#   scripts/chaos.sh --messages false        # no message traffic (default: both ways, 0 lost / 0 duplicated / 0 decrypt failures)
 #
 # Starts `staylinked sim` and then gateway processes (`staylinked run`) as children, links every
 # tenant by QR through the simulator, and runs seeded cycles of SIGTERM, SIGKILL and overlapping

@@ -111,8 +111,9 @@ struct ChaosArgs {
     #[arg(long, default_value = "embedded")]
     store: String,
     /// Send messages both ways during the chaos and check 0 lost / 0 duplicated / 0 decrypt
-    /// failures (needs the message API, the simulator's phone send/inbox and the tenant inbox).
-    #[arg(long)]
+    /// failures (`--messages false` turns the traffic off). Tenant → phone runs only when the
+    /// build has the message API (`POST /v1/tenants/{id}/messages`); the report says when not.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     messages: bool,
     /// Tenants picked per cycle for one message each way.
     #[arg(long, default_value_t = 5)]

@@ -9,9 +9,10 @@ use staylinked::chaos::{ChaosOptions, ChaosStore, SimTarget};
 
 use crate::host_util::sim;
 
-/// 20 sleep/wake/deploy cycles: never a re-pair, one device per phone, no 440, every tenant
-/// back to `connected` without a QR each time, lease epochs strictly increasing, creds of the
-/// phone's device in the store at the end with every lease released.
+/// 20 sleep/wake/deploy cycles with messages both ways: never a re-pair, one device per phone,
+/// no 440, every tenant back to `connected` without a QR each time, lease epochs strictly
+/// increasing, creds of the phone's device in the store at the end with every lease released,
+/// every message in the recipient's inbox exactly once, no decrypt failure.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sleep_wake_and_deploy_overlap_never_repair_or_conflict() {
     let sim = sim().await;
@@ -19,6 +20,7 @@ async fn sleep_wake_and_deploy_overlap_never_repair_or_conflict() {
     let mut o = ChaosOptions::new(env!("CARGO_BIN_EXE_staylinked").into(), dir.path().to_path_buf(), 5, 20);
     o.seed = 9;
     o.store = ChaosStore::Embedded;
+    o.messages = true;
     o.sim = Some(SimTarget {
         addr: sim.local_addr(),
         ws_url: sim.ws_url(),
@@ -35,6 +37,12 @@ async fn sleep_wake_and_deploy_overlap_never_repair_or_conflict() {
     assert_eq!(r.store_checked, 5, "{md}");
     assert!(r.sigkills >= 5 && r.overlaps >= 5, "the mix must exercise kills and overlaps: {md}");
     assert_eq!(r.processes_started, 21, "{md}");
+    // Traffic ran both ways where the build can (the report notes a direction it skipped).
+    let m = &r.messages;
+    assert_eq!(m.phone_to_tenant.sent, 5 * 20, "{md}");
+    assert_eq!(m.phone_to_tenant.delivered, m.phone_to_tenant.sent, "{md}");
+    assert!(m.tenant_to_phone.sent > 0 || m.note.is_some(), "{md}");
+    assert_eq!((m.tenant_to_phone.lost, m.tenant_to_phone.duplicated, m.decrypt_failures), (0, 0, 0), "{md}");
 }
 
 /// Deploy overlap on the embedded store: a second open of a file another holder has open waits
