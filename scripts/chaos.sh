@@ -10,7 +10,9 @@
 # tenant by QR through the simulator, and runs seeded cycles of SIGTERM, SIGKILL and overlapping
 # starts against one store. Checks after every cycle: 0 re-pairs, exactly 1 linked device per
 # phone, 0 `replaced` (440), every tenant `connected` again without a QR, lease epochs only
-# increase; at the end the store holds every tenant's creds with its lease released.
+# increase; at the end the store holds every tenant's creds with its lease released. Messages go
+# both ways during the cycles (a simulated phone → tenants; tenants → the phone through the message
+# API when the build has it): every one arrives exactly once, 0 decrypt failures.
 # Writes bench-reports/chaos.{json,md}; exits non-zero on any violation. Every wait has a deadline.
 #
 # Env: CHAOS_PROFILE=release|debug (default release), CHAOS_GATEWAY_LOG (RUST_LOG of the
