@@ -10,8 +10,10 @@
 //! - [`api`]: the HTTP API (axum) over the host's registry.
 //! - [`demo`]: `staylinked demo` and the link helpers tests share.
 //! - [`config`]: process configuration (env first, flags mirror it).
+//! - [`chaos`]: `staylinked chaos`, the sleep/wake/deploy-overlap chaos run against real processes.
 
 pub mod api;
+pub mod chaos;
 pub mod config;
 pub mod conn;
 pub mod demo;

@@ -61,21 +61,67 @@ fn err<E: Into<redb::Error>>(op: &'static str) -> impl Fn(E) -> StoreError {
     }
 }
 
+/// How long [`EmbeddedStore::open`] waits for another process to release the file. On a deploy
+/// the new process starts before the old one has exited (it flushes within its shutdown
+/// deadline, 8 s by default); redb's file lock makes the new one wait instead of failing.
+const LOCK_WAIT: Duration = Duration::from_secs(30);
+/// How often a locked file is tried again (there is no event to wait for: redb only try-locks).
+const LOCK_RETRY: Duration = Duration::from_millis(50);
+
 impl EmbeddedStore {
     /// Opens (or creates) the redb file at `path`, creating parent directories. A file that
     /// cannot be opened is `Unavailable`, never an empty store.
+    ///
+    /// While another process holds the file (deploy overlap) it waits up to [`LOCK_WAIT`] for
+    /// the lock, logging once why.
     pub async fn open(
         path: &Path,
         ring: Arc<Keyring>,
         clock: Arc<dyn StoreClock>,
     ) -> Result<Self, StoreError> {
+        let deadline = tokio::time::Instant::now() + LOCK_WAIT;
+        let mut logged = false;
+        loop {
+            if let Some(s) = Self::try_open(path, ring.clone(), clock.clone()).await? {
+                if logged {
+                    tracing::info!(path = %path.display(), "store file lock acquired");
+                }
+                return Ok(s);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(StoreError::unavailable(
+                    "open",
+                    format!("{} is locked by another process after {}s", path.display(), LOCK_WAIT.as_secs()),
+                ));
+            }
+            if !logged {
+                tracing::warn!(
+                    path = %path.display(),
+                    wait_s = LOCK_WAIT.as_secs(),
+                    "store file is locked by another process (deploy overlap); waiting for it to exit"
+                );
+                logged = true;
+            }
+            tokio::time::sleep(LOCK_RETRY).await;
+        }
+    }
+
+    /// One open attempt; `None` while another process holds the file lock.
+    async fn try_open(
+        path: &Path,
+        ring: Arc<Keyring>,
+        clock: Arc<dyn StoreClock>,
+    ) -> Result<Option<Self>, StoreError> {
         let path = path.to_path_buf();
         tokio::task::spawn_blocking(move || {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| StoreError::unavailable("open", format!("{}: {e}", dir.display())))?;
             }
-            let db = Database::create(&path).map_err(err("open"))?;
+            let db = match Database::create(&path) {
+                Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Ok(None),
+                r => r.map_err(err("open"))?,
+            };
             let tx = db.begin_write().map_err(err("open"))?;
             {
                 tx.open_table(TENANTS).map_err(err("open"))?;
@@ -86,7 +132,7 @@ impl EmbeddedStore {
                 tx.open_table(EVENTS).map_err(err("open"))?;
             }
             tx.commit().map_err(err("open"))?;
-            Ok(Self { inner: Arc::new(Inner { db, path, ring, clock, fault: FaultArm::default() }) })
+            Ok(Some(Self { inner: Arc::new(Inner { db, path, ring, clock, fault: FaultArm::default() }) }))
         })
         .await
         .map_err(|e| StoreError::backend("open", e))?
