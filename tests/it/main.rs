@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 mod api_routes;
+mod bench_scale;
 mod deploy_files;
 mod host_lifecycle;
 mod host_process;
