@@ -92,6 +92,44 @@ enum BenchCommand {
         #[arg(long, default_value = "bench-reports")]
         out: std::path::PathBuf,
     },
+    /// The real gateway at scale: provisions N linked tenants (no QR) into the store and an
+    /// in-process simulator, runs `staylinked run` as a child process, and measures cold start
+    /// (p50/p99 per tenant), RSS per idle tenant, SIGTERM → exit and delta latency; then N
+    /// Baileys sockets on the same simulator (scripts/interop/bench-baileys.mjs). Writes
+    /// scale.json and scale.md.
+    Scale {
+        /// Linked tenants (and Baileys sockets).
+        #[arg(long, default_value_t = 1000)]
+        tenants: usize,
+        /// Store of the gateway: embedded (redb file) or firestore (the emulator at
+        /// FIRESTORE_EMULATOR_HOST, a fresh project per run).
+        #[arg(long, value_enum, default_value = "embedded")]
+        store: staylinked::bench::ScaleStore,
+        /// Idle settle before each RSS reading (`30s`, `500ms`).
+        #[arg(long, default_value = "30s", value_parser = staylinked::config::parse_duration)]
+        idle: std::time::Duration,
+        /// Connect stagger of the gateway per tenant in ms (0: all at once, like Baileys here).
+        #[arg(long, default_value_t = 0)]
+        connect_stagger_ms: u64,
+        /// Hydration concurrency of the gateway.
+        #[arg(long, default_value_t = 16)]
+        hydrate_concurrency: usize,
+        /// Skip the Baileys side.
+        #[arg(long)]
+        no_baileys: bool,
+        /// Skip the delta-latency burst.
+        #[arg(long)]
+        no_deltas: bool,
+        /// The Baileys script.
+        #[arg(long, default_value = "scripts/interop/bench-baileys.mjs")]
+        baileys_script: std::path::PathBuf,
+        /// The gateway binary (default: this executable).
+        #[arg(long)]
+        bin: Option<std::path::PathBuf>,
+        /// Directory for scale.json and scale.md.
+        #[arg(long, default_value = "bench-reports")]
+        out: std::path::PathBuf,
+    },
 }
 
 /// Flags of `staylinked chaos`.
@@ -170,6 +208,37 @@ fn main() -> ExitCode {
             commits,
             concurrency,
             out_dir: out,
+            ..Default::default()
+        }),
+        Some(Command::Bench {
+            what:
+                BenchCommand::Scale {
+                    tenants,
+                    store,
+                    idle,
+                    connect_stagger_ms,
+                    hydrate_concurrency,
+                    no_baileys,
+                    no_deltas,
+                    baileys_script,
+                    bin,
+                    out,
+                },
+        }) => bench_scale(staylinked::bench::ScaleOptions {
+            tenants,
+            store,
+            idle,
+            connect_stagger_ms,
+            hydrate_concurrency,
+            baileys: !no_baileys,
+            deltas: !no_deltas,
+            baileys_script,
+            bin: match bin {
+                Some(b) => b,
+                None => std::env::current_exe().unwrap_or_else(|_| "staylinked".into()),
+            },
+            out_dir: out,
+            command: std::env::args().collect::<Vec<_>>().join(" "),
             ..Default::default()
         }),
     };
@@ -259,6 +328,21 @@ fn chaos(a: ChaosArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// `staylinked bench scale`.
+fn bench_scale(options: staylinked::bench::ScaleOptions) -> anyhow::Result<ExitCode> {
+    init_logging(LogFormat::Text, "info");
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let (report, files) = rt.block_on(staylinked::bench::run(options))?;
+    #[expect(clippy::print_stdout, reason = "the command's output is the report")]
+    {
+        println!("{}", staylinked::bench::report::markdown(&report));
+        for f in &files {
+            println!("wrote {}", f.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `staylinked sim`: start the simulator, print the ready line, serve until a signal.

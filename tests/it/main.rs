@@ -7,6 +7,7 @@
 
 mod api_messages;
 mod api_routes;
+mod bench_scale;
 mod chaos;
 mod deploy_files;
 mod host_lifecycle;
