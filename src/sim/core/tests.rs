@@ -501,6 +501,17 @@ fn group_fan_out_both_ways() {
     }
     let gid =
         n.sim.create_group(n.now, "team", &[A.into(), format!("{B}@s.whatsapp.net"), C.into()]).unwrap();
+    n.pump();
+    for d in [a1, b1, c1] {
+        let note = n.take(d);
+        assert_eq!(note[0].attr_str("type"), Some("w:gp2"), "every member companion hears of the group");
+        let ack = Node::new("ack")
+            .attr("class", "notification")
+            .attr("id", note[0].attr_str("id").unwrap())
+            .attr("to", note[0].attr_value("from").unwrap().clone());
+        n.send(d, &ack);
+        assert_eq!(n.sim.queued(&n.devs[d].jid.to_string()).unwrap(), 0, "acked notification left the queue");
+    }
     let group = j(&gid);
     n.send(
         b1,
@@ -655,4 +666,39 @@ fn phone_asks_for_retry_and_decrypts_resend() {
     n.send_dm(a1, B, &[dev0(B)], "resent");
     assert!(n.sim.phone_inbox(B).unwrap().iter().any(|m| m.text.as_deref() == Some("resent")));
     assert_eq!(n.sim.stats().phone_decrypt_failures, 4);
+}
+
+/// `w:g2` create from a companion: the creator and the listed users become members, the
+/// answer carries the `<group>` node, and unknown groups' metadata queries get a 404.
+#[test]
+fn group_create_iq_and_metadata() {
+    let mut n = Net::new();
+    let a1 = n.add_dev(A);
+    n.login(a1);
+    let create = Node::new("iq")
+        .attr("id", "c1")
+        .attr("type", "set")
+        .attr("xmlns", "w:g2")
+        .attr("to", "g.us")
+        .children([Node::new("create")
+            .attr("subject", "made by A1")
+            .attr("key", "k")
+            .children([Node::new("participant").attr("jid", dev0(B))])]);
+    n.send(a1, &create);
+    let got = n.take(a1);
+    let answer = got.iter().find(|x| x.attr_str("id") == Some("c1")).expect("create answered");
+    let g = answer.child("group").expect("group node");
+    assert_eq!((g.attr_str("subject"), g.attr_str("size")), (Some("made by A1"), Some("2")));
+    assert!(got.iter().any(|x| x.tag == "notification"), "the creator's device hears of it too");
+    let query = |to: Jid| {
+        Node::new("iq")
+            .attr("id", "q1")
+            .attr("type", "get")
+            .attr("xmlns", "w:g2")
+            .attr("to", to)
+            .children([Node::new("query")])
+    };
+    n.send(a1, &query(j("120363999999999999@g.us")));
+    let got = n.take(a1);
+    assert_eq!(got[0].attr_str("type"), Some("error"));
 }
