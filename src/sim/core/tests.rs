@@ -702,3 +702,119 @@ fn group_create_iq_and_metadata() {
     let got = n.take(a1);
     assert_eq!(got[0].attr_str("type"), Some("error"));
 }
+
+fn arb_stanza() -> impl proptest::strategy::Strategy<Value = Node> {
+    use proptest::prelude::*;
+    let tag = prop::sample::select(vec![
+        "message",
+        "receipt",
+        "ack",
+        "ib",
+        "iq",
+        "enc",
+        "to",
+        "participants",
+        "retry",
+        "list",
+        "item",
+        "offline_batch",
+        "key",
+        "user",
+        "usync",
+        "create",
+        "query",
+        "participant",
+    ]);
+    let key = prop::sample::select(vec![
+        "id",
+        "to",
+        "type",
+        "class",
+        "participant",
+        "recipient",
+        "category",
+        "xmlns",
+        "jid",
+        "count",
+        "v",
+        "subject",
+        "device_fanout",
+        "addressing_mode",
+    ]);
+    let value = prop::sample::select(vec![
+        "",
+        "1",
+        "x",
+        "retry",
+        "inactive",
+        "sender",
+        "message",
+        "receipt",
+        "notification",
+        "peer",
+        "pkmsg",
+        "msg",
+        "skmsg",
+        "usync",
+        "encrypt",
+        "w:g2",
+        "false",
+        "15550000002@s.whatsapp.net",
+        "15550000002:1@s.whatsapp.net",
+        "15550000001@s.whatsapp.net",
+        "120363000000000001@g.us",
+        "@s.whatsapp.net",
+        "g.us",
+        "1:99@lid",
+    ]);
+    let leaf = (
+        tag.clone(),
+        prop::collection::vec((key.clone(), value.clone()), 0..5),
+        prop::collection::vec(any::<u8>(), 0..40),
+    )
+        .prop_map(|(t, attrs, bytes)| {
+            let mut n = Node::new(t);
+            for (k, v) in attrs {
+                n.set_attr(k, v);
+            }
+            if bytes.is_empty() { n } else { n.bytes(bytes) }
+        });
+    leaf.prop_recursive(3, 24, 4, move |inner| {
+        (
+            tag.clone(),
+            prop::collection::vec((key.clone(), value.clone()), 0..5),
+            prop::collection::vec(inner, 0..4),
+        )
+            .prop_map(|(t, attrs, kids)| {
+                let mut n = Node::new(t);
+                for (k, v) in attrs {
+                    n.set_attr(k, v);
+                }
+                n.children(kids)
+            })
+    })
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+    /// Arbitrary stanzas from a logged-in companion never panic the simulator; at worst that
+    /// one connection is closed and the other device keeps working.
+    #[test]
+    fn arbitrary_stanzas_never_panic(stanzas in proptest::collection::vec(arb_stanza(), 1..6)) {
+        let mut n = Net::new();
+        let a1 = n.add_dev(A);
+        let b1 = n.add_dev(B);
+        n.login(a1);
+        n.login(b1);
+        for s in &stanzas {
+            n.send(a1, s);
+        }
+        n.advance(Duration::from_secs(5));
+        let _ = n.take(b1);
+        let id = n.sim.phone_send(n.now, A, B, "after junk").unwrap();
+        n.pump();
+        let got = n.take(b1);
+        let texts = n.decrypt_all(b1, &got);
+        proptest::prop_assert!(texts.contains(&(id, Some("after junk".into()))), "{texts:?}");
+    }
+}
