@@ -388,6 +388,41 @@ fn send_failures() {
     assert_eq!(idle.send_text(now, "Y", B, "t"), Err(SendError::NotLoggedIn));
 }
 
+/// A send to a user without a fetchable bundle fails with a status; a server ack with an
+/// error marks the message failed; read and played receipts become statuses (and are acked).
+#[test]
+fn statuses_from_server() {
+    let mut net = Net::new();
+    let a1 = net.companion(A, 1);
+    let b1 = net.companion(B, 1);
+    net.send_text(a1, "U1", "15559999999", "nobody");
+    assert!(
+        statuses(&net, a1, "U1")
+            .iter()
+            .any(|s| matches!(s, MessageStatus::Failed(r) if r.contains("bundle"))),
+        "{:?}",
+        statuses(&net, a1, "U1")
+    );
+    assert!(!net.devs[a1].events().iter().any(|e| matches!(e, Event::Relayed { id, .. } if id == "U1")));
+    net.send_text(a1, "U2", B, "hi");
+    let now = net.now;
+    let nack = Node::new("ack").attr("class", "message").attr("id", "U2").attr("error", "479");
+    net.devs[a1].client.handle_node(now, &nack);
+    for (kind, want) in [("read", MessageStatus::Read), ("played", MessageStatus::Played)] {
+        let r = Node::new("receipt")
+            .attr("from", net.devs[b1].jid.clone())
+            .attr("id", "U2")
+            .attr("t", "5")
+            .attr("type", kind);
+        net.devs[a1].client.handle_node(now, &r);
+        net.drive();
+        assert_eq!(statuses(&net, a1, "U2").last(), Some(&want));
+        let ack = net.devs[a1].sent("ack").pop().unwrap();
+        assert_eq!((ack.attr_str("class"), ack.attr_str("type")), (Some("receipt"), Some(kind)));
+    }
+    assert!(statuses(&net, a1, "U2").contains(&MessageStatus::Failed("server error 479".into())));
+}
+
 /// A low prekey count notification triggers a refill upload (keys persisted first).
 #[test]
 fn low_prekey_notification_refills() {
