@@ -48,7 +48,8 @@ impl Client {
         let msg = match parse_message(node) {
             Ok(m) => m,
             Err(e) => {
-                tracing::warn!(error = %e, "undecodable message stanza");
+                tracing::warn!("undecodable message stanza; nacked");
+                tracing::debug!(error = %e, "undecodable message stanza");
                 if let Ok(mut ack) = ack_for(node) {
                     ack.set_attr("error", "487");
                     self.send_node(&ack);
