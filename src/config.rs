@@ -8,6 +8,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::host::outbox::pacing::Pacing;
+use crate::host::webhook::WebhookConfig;
 use crate::store::{StoreConfig, StoreError};
 use crate::wa::client::KEEPALIVE_INTERVAL;
 use crate::wa::noise::TrustAnchor;
@@ -71,6 +73,30 @@ pub struct RunArgs {
     /// Log format: text or json (Cloud Logging). Filter with RUST_LOG (default info).
     #[arg(long, env = "STAYLINKED_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
+    /// Outbox: at most this many sends per tenant in any 60-second window (1..=600).
+    #[arg(long, env = "STAYLINKED_SEND_PER_MINUTE", default_value_t = crate::host::outbox::pacing::DEFAULT_PER_MINUTE)]
+    pub send_per_minute: u32,
+    /// Outbox: shortest random gap between two sends of a tenant.
+    #[arg(long, env = "STAYLINKED_SEND_GAP_MIN", default_value = "1s", value_parser = parse_duration)]
+    pub send_gap_min: Duration,
+    /// Outbox: longest random gap between two sends of a tenant.
+    #[arg(long, env = "STAYLINKED_SEND_GAP_MAX", default_value = "3s", value_parser = parse_duration)]
+    pub send_gap_max: Duration,
+    /// Outbox: nothing is sent for this long after each connect.
+    #[arg(long, env = "STAYLINKED_SEND_WARMUP", default_value = "10s", value_parser = parse_duration)]
+    pub send_warmup: Duration,
+    /// Outbox: show "typing…" to the recipient before each message.
+    #[arg(long, env = "STAYLINKED_SEND_TYPING", default_value_t = false)]
+    pub send_typing: bool,
+    /// Webhooks: per-request timeout.
+    #[arg(long, env = "STAYLINKED_WEBHOOK_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub webhook_timeout: Duration,
+    /// Webhooks: first retry delay after a failed delivery (doubles per attempt, full jitter).
+    #[arg(long, env = "STAYLINKED_WEBHOOK_RETRY_BASE", default_value = "1s", value_parser = parse_duration)]
+    pub webhook_retry_base: Duration,
+    /// Webhooks: longest retry delay.
+    #[arg(long, env = "STAYLINKED_WEBHOOK_RETRY_MAX", default_value = "5m", value_parser = parse_duration)]
+    pub webhook_retry_max: Duration,
 }
 
 /// Log output format.
@@ -129,6 +155,10 @@ pub struct Config {
     pub connect_stagger: Duration,
     /// Keepalive interval.
     pub keepalive: Duration,
+    /// Outbox pacing defaults (per-tenant overrides apply on top).
+    pub pacing: Pacing,
+    /// Webhook delivery settings.
+    pub webhook: WebhookConfig,
 }
 
 fn positive(var: &'static str, d: Duration) -> Result<Duration, ConfigError> {
@@ -247,6 +277,21 @@ impl Config {
             held_retry: positive("STAYLINKED_HELD_RETRY", a.held_retry)?,
             connect_stagger: Duration::from_millis(a.connect_stagger_ms),
             keepalive: positive("STAYLINKED_KEEPALIVE", a.keepalive)?,
+            pacing: Pacing {
+                per_minute: a.send_per_minute,
+                gap_min: a.send_gap_min,
+                gap_max: a.send_gap_max,
+                warmup: a.send_warmup,
+                typing: a.send_typing,
+            }
+            .validate()
+            .map_err(|e| ConfigError::Invalid { var: "STAYLINKED_SEND_*", detail: e.to_string() })?,
+            webhook: WebhookConfig {
+                timeout: positive("STAYLINKED_WEBHOOK_TIMEOUT", a.webhook_timeout)?,
+                retry_base: positive("STAYLINKED_WEBHOOK_RETRY_BASE", a.webhook_retry_base)?,
+                retry_max: positive("STAYLINKED_WEBHOOK_RETRY_MAX", a.webhook_retry_max)?
+                    .max(a.webhook_retry_base),
+            },
         })
     }
 
@@ -267,6 +312,20 @@ impl Config {
             held_retry: Duration::from_millis(250),
             connect_stagger: Duration::from_millis(5),
             keepalive: KEEPALIVE_INTERVAL,
+            // Fast pacing so the demo and tests do not wait for minutes; production uses
+            // the defaults (see `Pacing::default`).
+            pacing: Pacing {
+                per_minute: 600,
+                gap_min: Duration::from_millis(20),
+                gap_max: Duration::from_millis(60),
+                warmup: Duration::from_millis(200),
+                typing: false,
+            },
+            webhook: WebhookConfig {
+                timeout: Duration::from_secs(5),
+                retry_base: Duration::from_millis(50),
+                retry_max: Duration::from_secs(2),
+            },
         }
     }
 }

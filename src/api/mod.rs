@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod error;
+mod messages;
 pub mod qr;
 mod routes;
 
@@ -26,7 +27,9 @@ use crate::host::Registry;
 pub fn router(registry: Arc<Registry>) -> Router {
     let v1 = Router::new()
         .route("/v1/tenants", post(routes::create).get(routes::list))
-        .route("/v1/tenants/{id}", get(routes::get_one).delete(routes::delete))
+        .route("/v1/tenants/{id}", get(routes::get_one).delete(routes::delete).patch(routes::patch))
+        .route("/v1/tenants/{id}/messages", post(messages::send))
+        .route("/v1/tenants/{id}/messages/{msg}", get(messages::get))
         .route("/v1/tenants/{id}/link", post(routes::link))
         .route("/v1/tenants/{id}/qr", get(routes::qr))
         .route("/v1/tenants/{id}/pair-code", get(routes::pair_code))

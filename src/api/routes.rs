@@ -16,31 +16,33 @@ use super::error::ApiError;
 use super::qr;
 use crate::host::Registry;
 use crate::host::clock;
-use crate::host::state::{CommandError, LinkMethod, TenantCommand};
+use crate::host::state::{CommandError, LinkMethod, TenantCommand, TenantView};
 use crate::host::supervisor::CreateError;
 use crate::host::tenant::TenantHandle;
+use crate::store::SecretBytes;
+use crate::store::model::PacingOverride;
 use crate::types::TenantId;
 
 /// How long a handler waits for a tenant actor to answer.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 
-type ApiResult<T> = Result<T, ApiError>;
+pub(super) type ApiResult<T> = Result<T, ApiError>;
 
 fn parse_id(id: &str) -> ApiResult<TenantId> {
     TenantId::new(id).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_tenant_id", e.to_string()))
 }
 
-fn handle(reg: &Registry, id: &str) -> ApiResult<(TenantId, TenantHandle)> {
+pub(super) fn handle(reg: &Registry, id: &str) -> ApiResult<(TenantId, TenantHandle)> {
     let tid = parse_id(id)?;
     let h = reg.get(&tid).ok_or_else(|| ApiError::tenant_not_found(id))?;
     Ok((tid, h))
 }
 
-fn json_body<T: for<'de> Deserialize<'de>>(body: &Bytes) -> ApiResult<T> {
+pub(super) fn json_body<T: for<'de> Deserialize<'de>>(body: &Bytes) -> ApiResult<T> {
     serde_json::from_slice(body).map_err(ApiError::invalid_body)
 }
 
-fn writes_allowed(reg: &Registry) -> ApiResult<()> {
+pub(super) fn writes_allowed(reg: &Registry) -> ApiResult<()> {
     if reg.is_accepting() { Ok(()) } else { Err(ApiError::shutting_down()) }
 }
 
@@ -133,6 +135,24 @@ struct CreateBody {
     id: String,
     #[serde(default)]
     webhook_url: Option<String>,
+    #[serde(default)]
+    pacing: Option<PacingOverride>,
+}
+
+/// Checks per-tenant pacing overrides against the host defaults.
+fn validate_pacing(reg: &Registry, p: &PacingOverride) -> ApiResult<()> {
+    reg.ctx().config.pacing.with_override(p).map(|_| ()).map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_pacing", format!("pacing is invalid: {e}"))
+    })
+}
+
+/// A view as JSON with the webhook secret added (shown once, at creation or rotation).
+fn with_secret(view: &TenantView, secret: Option<String>) -> ApiResult<serde_json::Value> {
+    let mut v = serde_json::to_value(view).map_err(ApiError::internal)?;
+    if let (Some(secret), Some(obj)) = (secret, v.as_object_mut()) {
+        obj.insert("webhook_secret".to_owned(), serde_json::Value::String(secret));
+    }
+    Ok(v)
 }
 
 /// Longest webhook URL accepted (it is stored in the status doc).
@@ -176,8 +196,13 @@ pub(super) async fn create(State(reg): State<Arc<Registry>>, body: Bytes) -> Api
     let b: CreateBody = json_body(&body)?;
     let id = parse_id(&b.id)?;
     let webhook_url = b.webhook_url.as_deref().map(validate_webhook_url).transpose()?;
-    match reg.create(id.clone(), webhook_url).await {
-        Ok(view) => Ok((StatusCode::CREATED, Json(view)).into_response()),
+    if let Some(p) = &b.pacing {
+        validate_pacing(&reg, p)?;
+    }
+    match reg.create_with(id.clone(), webhook_url, b.pacing).await {
+        Ok((view, secret)) => {
+            Ok((StatusCode::CREATED, Json(with_secret(&view, Some(secret))?)).into_response())
+        }
         Err(CreateError::Exists) => {
             Err(ApiError::new(StatusCode::CONFLICT, "tenant_exists", format!("tenant {id} already exists")))
         }
@@ -203,6 +228,55 @@ pub(super) async fn get_one(State(reg): State<Arc<Registry>>, Path(id): Path<Str
     let (_, h) = handle(&reg, &id)?;
     let view = h.view.borrow().clone();
     Ok(Json(view).into_response())
+}
+
+/// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
+fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchBody {
+    #[serde(default, deserialize_with = "double_option")]
+    webhook_url: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    pacing: Option<Option<PacingOverride>>,
+    #[serde(default)]
+    rotate_webhook_secret: bool,
+}
+
+/// `PATCH /v1/tenants/{id}` `{"webhook_url"?, "pacing"?, "rotate_webhook_secret"?}`: changes
+/// the tenant's webhook URL (`null` removes it), pacing overrides (`null` returns to the host
+/// defaults) or rotates the webhook secret (the new one is in this response only).
+pub(super) async fn patch(
+    State(reg): State<Arc<Registry>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    writes_allowed(&reg)?;
+    let (_, h) = handle(&reg, &id)?;
+    let b: PatchBody = json_body(&body)?;
+    let webhook_url = match b.webhook_url {
+        Some(Some(u)) => Some(Some(validate_webhook_url(&u)?)),
+        other => other,
+    };
+    if let Some(Some(p)) = &b.pacing {
+        validate_pacing(&reg, p)?;
+    }
+    let needs_secret = b.rotate_webhook_secret || h.view.borrow().webhook_secret.is_none();
+    let secret = needs_secret.then(|| crate::host::webhook::new_secret(&mut rand::rngs::OsRng));
+    let webhook_secret = secret.as_ref().map(|s| SecretBytes::new(s.clone().into_bytes()));
+    let pacing = b.pacing;
+    call(&h, |reply| TenantCommand::Configure { webhook_url, webhook_secret, pacing, reply })
+        .await?
+        .map_err(command_error)?;
+    let view = h.view.borrow().clone();
+    Ok(Json(with_secret(&view, secret)?).into_response())
 }
 
 #[derive(Deserialize)]

@@ -83,7 +83,13 @@ impl Actor {
             }
         };
         req.headers_mut().insert("Origin", HeaderValue::from_static(ORIGIN));
-        let dial = tokio::time::timeout(DIAL_TIMEOUT, tokio_tungstenite::connect_async(req));
+        // Boxed: the handshake future is several KiB and lives only until the socket is open;
+        // inline, it would size every tenant task's state machine for the whole connection
+        // (heap profile of `staylinked bench scale`: ~16 KiB per tenant task before).
+        let dial = Box::pin(tokio::time::timeout(
+            DIAL_TIMEOUT,
+            tokio_tungstenite::connect_async_with_config(req, Some(crate::conn::ws_config()), false),
+        ));
         let mut ws = tokio::select! {
             () = self.cancel.cancelled() => return ConnEnd::Shutdown,
             () = guard.lost().cancelled() => return ConnEnd::LeaseLost,
@@ -199,14 +205,14 @@ impl Actor {
                     client.handle_closed(clock::now());
                 }
                 cmd = self.commands.recv(), if !closing => match cmd {
-                    Some(c) => self.live_command(client, c),
+                    Some(c) => self.live_command(client, c).await,
                     None => { closing = true; client.disconnect(clock::now()); }
                 },
             }
         }
     }
 
-    fn live_command(&mut self, client: &mut Client, cmd: TenantCommand) {
+    async fn live_command(&mut self, client: &mut Client, cmd: TenantCommand) {
         match cmd {
             TenantCommand::Link { method, reply } => {
                 let r = if self.creds.is_some() {
@@ -237,6 +243,10 @@ impl Actor {
                     }
                 }
             }
+            TenantCommand::Configure { webhook_url, webhook_secret, pacing, reply } => {
+                let r = self.configure(webhook_url, webhook_secret, pacing).await;
+                let _ = reply.send(r);
+            }
             TenantCommand::Logout { reply } if self.creds.is_none() => {
                 let _ = reply.send(Err(CommandError::NotLinked));
             }
@@ -256,7 +266,8 @@ impl Actor {
                     }
                     TenantCommand::Logout { reply }
                     | TenantCommand::Link { reply, .. }
-                    | TenantCommand::SendText { reply, .. } => reply,
+                    | TenantCommand::SendText { reply, .. }
+                    | TenantCommand::Configure { reply, .. } => reply,
                 };
                 // The connection ends with LocalLogout; keys are cleared by the policy step. Not
                 // logged in yet: log out as soon as it is (a local-only close would leave the
@@ -289,6 +300,7 @@ impl Actor {
                 let first = self.view.borrow().qr.is_none();
                 let ttl = if first { wa::FIRST_QR_TTL } else { wa::NEXT_QR_TTL };
                 let expires_at_ms = clock::unix_ms() + clock::ms(ttl);
+                self.ctx.events.publish(&self.id, TenantEvent::Qr { qr: qr.clone() });
                 self.view.send_modify(|v| v.qr = Some(QrView { qr, expires_at_ms }));
                 if first && let Some(LinkMethod::Code { phone }) = &self.link {
                     let _ = client.request_pair_code(clock::now(), phone);
@@ -296,6 +308,7 @@ impl Actor {
                 tracing::info!("qr ready");
             }
             Event::PairCode(code) => {
+                self.ctx.events.publish(&self.id, TenantEvent::PairCode { code: code.clone() });
                 self.view.send_modify(|v| v.pair_code = Some(code));
                 tracing::info!("pair code ready");
             }
@@ -336,7 +349,10 @@ impl Actor {
                     client.logout(clock::now());
                 }
             }
-            Event::Ready { offline } => tracing::debug!(offline, "ready"),
+            Event::Ready { offline } => {
+                self.ctx.metrics.count_offline_drained();
+                tracing::debug!(offline, "ready");
+            }
             // Wired by the messaging path (issue #7).
             Event::Message(message) => {
                 // The preceding Persist(Received) committed the message (and its inbox item).

@@ -5,19 +5,22 @@
 //! Submodules: [`supervisor`] (cold start, registry), [`tenant`] (the actor), `connection`
 //! (one socket), [`policy`] (pure reconnect table), [`lease`], [`persist`] (the only
 //! core↔store conversion), [`shutdown`], [`metrics`], [`state`] (views and commands),
-//! [`clock`]. Must not contain protocol logic (that is `wa/`) or storage logic (`store/`).
+//! [`clock`], [`outbox`] (paced, persisted sends), [`webhook`] (signed event delivery). Must not contain protocol logic (that is `wa/`) or storage logic (`store/`).
 
 pub mod clock;
 mod connection;
 pub mod events;
 pub mod lease;
 pub mod metrics;
+pub mod outbox;
 pub mod persist;
 pub mod policy;
 pub mod shutdown;
+mod sidecar;
 pub mod state;
 pub mod supervisor;
 pub mod tenant;
+pub mod webhook;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -49,6 +52,10 @@ pub struct Ctx {
     pub(crate) aborts: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
     /// Where tenant events go (webhooks); publishing never blocks.
     pub events: Arc<dyn events::EventSink>,
+    /// The webhook dispatcher behind `events` (tenants attach their lanes and outboxes).
+    pub webhooks: Arc<webhook::Dispatcher>,
+    /// HTTP client of the webhook deliveries (rustls).
+    pub http: reqwest::Client,
 }
 
 impl Ctx {
@@ -72,6 +79,9 @@ pub enum HostError {
     /// The store could not be opened (configuration, unreachable backend).
     #[error("cannot open the store")]
     Store(#[source] StoreError),
+    /// The webhook HTTP client could not be built (TLS set-up).
+    #[error("cannot build the webhook http client")]
+    Http(#[source] reqwest::Error),
     /// The HTTP listener could not be bound.
     #[error("cannot listen on {addr}")]
     Bind {

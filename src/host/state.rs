@@ -7,7 +7,8 @@
 use serde::Serialize;
 use tokio::sync::oneshot;
 
-use crate::store::model::LinkState;
+use crate::store::SecretBytes;
+use crate::store::model::{LinkState, PacingOverride};
 use crate::types::TenantId;
 
 /// A tenant's lifecycle state (API `state` field; the status doc's `state`).
@@ -138,6 +139,12 @@ pub struct TenantView {
     /// Pair code showing now (served by `/pair-code`).
     #[serde(skip)]
     pub pair_code: Option<String>,
+    /// Per-tenant outbox pacing overrides (host defaults apply where absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pacing: Option<PacingOverride>,
+    /// The webhook signing secret (never serialised; returned once at creation).
+    #[serde(skip)]
+    pub webhook_secret: Option<SecretBytes>,
 }
 
 impl TenantView {
@@ -160,6 +167,8 @@ impl TenantView {
             commit_failures: 0,
             qr: None,
             pair_code: None,
+            pacing: None,
+            webhook_secret: None,
         }
     }
 }
@@ -235,6 +244,19 @@ pub enum TenantCommand {
         /// The text.
         text: String,
         /// Outcome of the hand-off.
+        reply: oneshot::Sender<Result<(), CommandError>>,
+    },
+    /// Change the tenant's webhook URL, webhook secret or pacing overrides (each `Some`
+    /// replaces the stored value; the status doc is rewritten). Refused with
+    /// [`CommandError::LeaseHeld`] while another process owns the tenant.
+    Configure {
+        /// New webhook URL (`Some(None)` removes it).
+        webhook_url: Option<Option<String>>,
+        /// New webhook secret.
+        webhook_secret: Option<SecretBytes>,
+        /// New pacing overrides (`Some(None)` returns to the host defaults).
+        pacing: Option<Option<PacingOverride>>,
+        /// Answered once the status doc is written.
         reply: oneshot::Sender<Result<(), CommandError>>,
     },
     /// Log out, clear keys and stop the actor (the tenant is then removed from the host).

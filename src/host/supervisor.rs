@@ -95,23 +95,26 @@ impl Registry {
         handles.iter().map(|h| h.view.borrow().clone()).collect()
     }
 
-    /// Tenants per state name (every state present, zero included).
+    /// Tenants per state name (every state present, zero included). Reads each tenant's state
+    /// in place (no view clones): `/metrics` and `/readyz` are polled during cold start.
     pub fn states(&self) -> BTreeMap<&'static str, u64> {
         let mut m: BTreeMap<&'static str, u64> = TenantState::ALL.iter().map(|s| (s.as_str(), 0)).collect();
-        for v in self.list() {
-            *m.entry(v.state.as_str()).or_default() += 1;
+        if let Ok(tenants) = self.tenants.lock() {
+            for h in tenants.values() {
+                *m.entry(h.view.borrow().state.as_str()).or_default() += 1;
+            }
         }
         m
     }
 
     /// Cold-start progress.
     pub fn progress(&self) -> Progress {
-        let connected = self.list().iter().filter(|v| v.state == TenantState::Connected).count();
+        let connected = self.states().get(TenantState::Connected.as_str()).copied().unwrap_or(0);
         Progress {
             ready: self.ready.load(Ordering::SeqCst),
             total: self.total.load(Ordering::SeqCst),
             hydrated: self.hydrated.load(Ordering::SeqCst),
-            connected: u64::try_from(connected).unwrap_or(u64::MAX),
+            connected,
             failed: self.failed.load(Ordering::SeqCst),
         }
     }
@@ -122,6 +125,20 @@ impl Registry {
     /// # Errors
     /// [`CreateError`].
     pub async fn create(&self, id: TenantId, webhook_url: Option<String>) -> Result<TenantView, CreateError> {
+        self.create_with(id, webhook_url, None).await.map(|(view, _)| view)
+    }
+
+    /// [`Self::create`] with per-tenant pacing overrides; also returns the tenant's new webhook
+    /// signing secret (stored in the status doc; shown to the caller this once).
+    ///
+    /// # Errors
+    /// [`CreateError`].
+    pub async fn create_with(
+        &self,
+        id: TenantId,
+        webhook_url: Option<String>,
+        pacing: Option<crate::store::model::PacingOverride>,
+    ) -> Result<(TenantView, String), CreateError> {
         if !self.is_accepting() {
             return Err(CreateError::ShuttingDown);
         }
@@ -131,18 +148,26 @@ impl Registry {
         if self.ctx.store.read_status(&id).await.map_err(CreateError::Store)?.is_some() {
             return Err(CreateError::Exists);
         }
-        let status = TenantStatus { updated_at: clock::unix_ms(), webhook_url, ..TenantStatus::default() };
+        let secret = super::webhook::new_secret(&mut rand::rngs::OsRng);
+        let status = TenantStatus {
+            updated_at: clock::unix_ms(),
+            webhook_url,
+            webhook_secret: Some(crate::store::SecretBytes::new(secret.clone().into_bytes())),
+            pacing: pacing.map(Box::new),
+            ..TenantStatus::default()
+        };
         self.ctx.store.write_status(&id, &status).await.map_err(CreateError::Store)?;
         // Check, spawn and insert under one lock: exactly one actor per tenant, even when
         // cold-start hydration finds the status doc we just wrote.
         let mut map = self.tenants.lock().map_err(|_| CreateError::ShuttingDown)?;
         if let Some(existing) = map.get(&id) {
-            return Ok(existing.view.borrow().clone());
+            // Hydration found the status doc just written (with this secret) first.
+            return Ok((existing.view.borrow().clone(), secret));
         }
         let handle = tenant::spawn(&self.ctx, id.clone(), Initial::Created { status }, Duration::ZERO);
         let view = handle.view.borrow().clone();
         map.insert(id, handle);
-        Ok(view)
+        Ok((view, secret))
     }
 
     /// Drops a tenant from the registry without stopping its actor (it finishes a logout and
@@ -199,6 +224,11 @@ impl Host {
         if config.api_key.is_none() {
             tracing::warn!("STAYLINKED_API_KEY is not set: the /v1 API is open to anyone who can reach it");
         }
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("staylinked-webhook/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(HostError::Http)?;
+        let webhooks = Arc::new(super::webhook::Dispatcher::new());
         let ctx = Arc::new(Ctx {
             config,
             store,
@@ -206,7 +236,9 @@ impl Host {
             tracker: TaskTracker::new(),
             root: CancellationToken::new(),
             aborts: Mutex::new(Vec::new()),
-            events: Arc::new(super::events::LogSink),
+            events: Arc::clone(&webhooks) as Arc<dyn super::events::EventSink>,
+            webhooks,
+            http,
         });
         let registry = Arc::new(Registry {
             ctx: Arc::clone(&ctx),

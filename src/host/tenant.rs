@@ -18,6 +18,7 @@ use tracing::Instrument as _;
 use super::Ctx;
 use super::clock;
 use super::connection::ConnEnd;
+use super::events::TenantEvent;
 use super::lease::{self, Acquired, LeaseGuard};
 use super::persist;
 use super::policy::{self, Action, History};
@@ -39,6 +40,8 @@ pub struct TenantHandle {
     pub view: watch::Receiver<TenantView>,
     /// Cancels this tenant (shutdown).
     pub cancel: CancellationToken,
+    /// The tenant's paced outbox.
+    pub outbox: super::outbox::OutboxHandle,
 }
 
 /// What a tenant starts from.
@@ -65,9 +68,12 @@ pub(crate) fn spawn(ctx: &Arc<Ctx>, id: TenantId, initial: Initial, start_delay:
     let mut creds = None;
     let mut fail = None;
     let mut keys = wa::KeyCache::new();
+    let mut side = super::sidecar::SideStart::default();
     match initial {
         Initial::Hydrated(snap) => {
             keys = hydrate_keys(&id, &snap.keys);
+            side.outbox = snap.outbox.values().cloned().collect();
+            side.backlog = super::sidecar::backlog(&snap.inbox);
             if let Some(s) = snap.status {
                 status = s;
             }
@@ -80,6 +86,8 @@ pub(crate) fn spawn(ctx: &Arc<Ctx>, id: TenantId, initial: Initial, start_delay:
         Initial::Created { status: s } => status = s,
     }
     view.webhook_url.clone_from(&status.webhook_url);
+    view.webhook_secret.clone_from(&status.webhook_secret);
+    view.pacing = status.pacing.as_deref().copied();
     view.me = creds.as_ref().and_then(|c: &wa::Creds| c.me.as_ref().map(|m| m.jid.clone()));
     view.reconnects = status.reconnects;
     view.devices_registered = status.devices_registered.clone();
@@ -104,6 +112,7 @@ pub(crate) fn spawn(ctx: &Arc<Ctx>, id: TenantId, initial: Initial, start_delay:
     view.error.clone_from(&fail);
     let failed = fail.is_some() || (banned && creds.is_some());
     let (view_tx, view_rx) = watch::channel(view);
+    let outbox = super::sidecar::spawn(ctx, &id, side, &tx, &view_rx, &cancel);
     let actor = Actor {
         ctx: Arc::clone(ctx),
         id: id.clone(),
@@ -127,7 +136,7 @@ pub(crate) fn spawn(ctx: &Arc<Ctx>, id: TenantId, initial: Initial, start_delay:
     };
     let span = tracing::info_span!("tenant", tenant_id = %id);
     ctx.spawn(actor.run(start_delay).instrument(span));
-    TenantHandle { commands: tx, view: view_rx, cancel }
+    TenantHandle { commands: tx, view: view_rx, cancel, outbox }
 }
 
 /// How a session under one lease ended.
@@ -530,6 +539,11 @@ impl Actor {
                 let _ = reply.send(Err(CommandError::NotConnected));
                 Wake::Stay
             }
+            TenantCommand::Configure { webhook_url, webhook_secret, pacing, reply } => {
+                let r = self.configure(webhook_url, webhook_secret, pacing).await;
+                let _ = reply.send(r);
+                Wake::Stay
+            }
             TenantCommand::Logout { reply } if self.creds.is_none() => {
                 let _ = reply.send(Err(CommandError::NotLinked));
                 Wake::Stay
@@ -706,6 +720,41 @@ impl Actor {
         self.set_state(state, Some(why.to_owned())).await;
     }
 
+    /// Applies a [`TenantCommand::Configure`]: updates the status doc and the view (the
+    /// outbox and webhook tasks follow the view).
+    pub(super) async fn configure(
+        &mut self,
+        webhook_url: Option<Option<String>>,
+        webhook_secret: Option<SecretBytes>,
+        pacing: Option<Option<crate::store::model::PacingOverride>>,
+    ) -> Result<(), CommandError> {
+        if self.view.borrow().state == TenantState::HeldElsewhere {
+            let holder = self.view.borrow().lease_holder.clone().unwrap_or_default();
+            return Err(CommandError::LeaseHeld { holder });
+        }
+        if let Some(u) = webhook_url {
+            self.status.webhook_url = u;
+        }
+        if let Some(s) = webhook_secret {
+            self.status.webhook_secret = Some(s);
+        }
+        if let Some(p) = pacing {
+            self.status.pacing = p.map(Box::new);
+        }
+        self.status.updated_at = clock::unix_ms();
+        self.ctx
+            .store
+            .write_status(&self.id, &self.status)
+            .await
+            .map_err(|e| CommandError::Store(e.to_string()))?;
+        self.view.send_modify(|v| {
+            v.webhook_url.clone_from(&self.status.webhook_url);
+            v.webhook_secret.clone_from(&self.status.webhook_secret);
+            v.pacing = self.status.pacing.as_deref().copied();
+        });
+        Ok(())
+    }
+
     async fn record_disconnect(&mut self, reason: &DisconnectReason) {
         let now = clock::unix_ms();
         let text = reason_text(reason);
@@ -731,6 +780,10 @@ impl Actor {
                 v.retry_in_ms = None;
             }
         });
+        if changed {
+            let ev = TenantEvent::Connection { state, detail: why.clone() };
+            self.ctx.events.publish(&self.id, ev);
+        }
         if !changed || state == TenantState::HeldElsewhere {
             // The holder owns the status doc; a process without the lease never writes it.
             return;

@@ -5,6 +5,8 @@
 
 use std::collections::BTreeMap;
 
+use super::prekeys::CompanionKeys;
+
 /// Most companion devices one account may have (linked or being linked), as on the real server.
 pub const MAX_COMPANIONS: usize = 4;
 
@@ -15,17 +17,14 @@ pub(crate) struct Device {
     pub(crate) id: u16,
     /// The companion's Noise static key (the login must present it).
     pub(crate) noise_pub: [u8; 32],
-    /// The companion's Signal identity key.
-    #[expect(dead_code, reason = "kept for the message-routing issue (device identity lookups)")]
-    pub(crate) identity_pub: [u8; 32],
+    /// The companion's public Signal keys (registration payload + uploads).
+    pub(crate) keys: CompanionKeys,
     /// ADV key index given at pairing.
     pub(crate) key_index: u32,
     /// Unix seconds when pairing started.
     pub(crate) linked_at: u64,
     /// Successful logins so far.
     pub(crate) logins: u64,
-    /// Pre-keys the device has uploaded and the server still holds.
-    pub(crate) prekeys: u32,
     /// False until the companion's `pair-device-sign` verified.
     pub(crate) confirmed: bool,
 }
@@ -96,7 +95,7 @@ impl Account {
     pub(crate) fn add_device(
         &mut self,
         noise_pub: [u8; 32],
-        identity_pub: [u8; 32],
+        keys: CompanionKeys,
         now_unix: u64,
     ) -> Result<&Device, DeviceLimitReached> {
         if self.devices.len() >= MAX_COMPANIONS {
@@ -106,16 +105,7 @@ impl Account {
         self.next_device = self.next_device.saturating_add(1);
         let key_index = self.next_key_index;
         self.next_key_index = self.next_key_index.saturating_add(1);
-        let d = Device {
-            id,
-            noise_pub,
-            identity_pub,
-            key_index,
-            linked_at: now_unix,
-            logins: 0,
-            prekeys: 0,
-            confirmed: false,
-        };
+        let d = Device { id, noise_pub, keys, key_index, linked_at: now_unix, logins: 0, confirmed: false };
         Ok(self.devices.entry(id).or_insert(d))
     }
 
@@ -145,23 +135,27 @@ pub(crate) fn rfc3339(unix: u64) -> String {
 mod tests {
     use super::*;
 
+    fn keys() -> CompanionKeys {
+        CompanionKeys::identity_only([0; 32])
+    }
+
     /// The fifth companion is refused; ids are never reused after a removal.
     #[test]
     fn device_limit_and_ids() {
         let mut a = Account::new("1555".into(), "A".into(), "99".into(), [1; 32], [2; 32]);
         for i in 1..=4u16 {
-            assert_eq!(a.add_device([i as u8; 32], [0; 32], 0).unwrap().id, i);
+            assert_eq!(a.add_device([i as u8; 32], keys(), 0).unwrap().id, i);
         }
-        assert_eq!(a.add_device([9; 32], [0; 32], 0).map(|d| d.id), Err(DeviceLimitReached));
+        assert_eq!(a.add_device([9; 32], keys(), 0).map(|d| d.id), Err(DeviceLimitReached));
         a.devices.remove(&2);
-        assert_eq!(a.add_device([9; 32], [0; 32], 0).unwrap().id, 5);
+        assert_eq!(a.add_device([9; 32], keys(), 0).unwrap().id, 5);
     }
 
     /// Only confirmed devices with the registered noise key may log in.
     #[test]
     fn login_requires_confirmed_matching_key() {
         let mut a = Account::new("1555".into(), "A".into(), "99".into(), [1; 32], [2; 32]);
-        let id = a.add_device([7; 32], [0; 32], 0).unwrap().id;
+        let id = a.add_device([7; 32], keys(), 0).unwrap().id;
         assert!(a.login_device(id, &[7; 32]).is_none());
         a.devices.get_mut(&id).unwrap().confirmed = true;
         assert!(a.login_device(id, &[8; 32]).is_none());

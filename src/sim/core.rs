@@ -5,7 +5,7 @@
 //! No sockets, no clocks, no tasks here (the tokio shell is `sim::server`); so the same core
 //! runs in-process in tests with a virtual clock. Randomness comes from a seeded `StdRng`.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -15,6 +15,10 @@ use rand::{RngCore, SeedableRng};
 
 use super::account::{Account, parse_device_jid, rfc3339};
 use super::faults::{Fault, Stats};
+use super::group::Group;
+use super::phone::Phone;
+use super::prekeys::CompanionKeys;
+use super::queue::DeviceQueue;
 use crate::wa::binary::{Node, marshal, unmarshal};
 use crate::wa::frame::{self, FrameDecoder};
 use crate::wa::noise::{CertChainBuilder, ExpectClientFinish, KeyPair, ServerHandshake, Transport};
@@ -22,6 +26,8 @@ use crate::wa::pair::adv;
 use crate::wa::pair::code::{PairCode, WRAPPED_EPHEMERAL_LEN};
 use crate::wa::pair::qr::QrData;
 use crate::wa::proto;
+
+pub mod provision;
 
 /// Delay before the first stanza after a handshake: Baileys derives its transport keys
 /// asynchronously after ClientFinish and loses a stanza that arrives within microseconds
@@ -108,13 +114,47 @@ pub enum AdminError {
     /// The request is malformed (400).
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// The recipient (user or group) does not exist (404).
+    #[error("unknown recipient")]
+    UnknownRecipient,
 }
+
+mod routing;
+mod services;
+#[cfg(test)]
+mod tests;
 
 /// Something to do later on a connection.
 #[derive(Debug)]
 enum Delayed {
     Nodes(Vec<Node>),
     Close,
+    /// The client did not ask for the offline batch in time: send it anyway.
+    OfflineBatch,
+    /// Send `<ib><offline count>` if the batch is still draining.
+    OfflineEnd,
+}
+
+/// Where a logged-in connection is in the offline-queue handshake (transcript quirk 4).
+#[derive(Debug, Default)]
+enum OfflineFlow {
+    /// Not active yet (before `<iq xmlns="passive"><active/>`): everything stays queued.
+    #[default]
+    Inactive,
+    /// `<offline_preview>` sent; waiting for `<offline_batch>`.
+    AwaitBatch,
+    /// Queued stanzas sent with `offline="1"`; `<offline count>` follows once all of them
+    /// were answered.
+    Draining {
+        /// Sequence numbers sent in the batch and not yet answered.
+        outstanding: BTreeSet<u64>,
+        /// How many stanzas the batch had.
+        count: u64,
+        /// An end marker is already scheduled.
+        end_scheduled: bool,
+    },
+    /// Live: new stanzas go out at once.
+    Live,
 }
 
 /// A companion in the middle of pairing on this connection.
@@ -150,6 +190,7 @@ enum Phase {
     Registration {
         noise_pub: [u8; 32],
         identity_pub: [u8; 32],
+        keys: Box<CompanionKeys>,
         pairing: Option<PendingPair>,
         link: Option<Box<PendingLink>>,
     },
@@ -169,6 +210,7 @@ struct Conn {
     delayed: Vec<(Instant, Delayed)>,
     mute_pongs: bool,
     closed: bool,
+    offline: OfflineFlow,
 }
 
 /// The whole simulated server.
@@ -179,12 +221,18 @@ pub struct Sim {
     conns: BTreeMap<ConnId, Conn>,
     live: HashMap<(String, u16), ConnId>,
     refs: HashMap<String, (ConnId, Instant)>,
+    phones: BTreeMap<String, Phone>,
+    groups: BTreeMap<String, Group>,
+    queues: HashMap<(String, u16), DeviceQueue>,
+    corrupt_next: HashSet<(String, u16)>,
     stats: Stats,
     outputs: VecDeque<(ConnId, ConnOutput)>,
     base: (Instant, u64),
     next_conn: u64,
     next_id: u64,
     next_lid: u64,
+    next_seq: u64,
+    next_group: u64,
 }
 
 impl std::fmt::Debug for Sim {
@@ -244,12 +292,18 @@ impl Sim {
             conns: BTreeMap::new(),
             live: HashMap::new(),
             refs: HashMap::new(),
+            phones: BTreeMap::new(),
+            groups: BTreeMap::new(),
+            queues: HashMap::new(),
+            corrupt_next: HashSet::new(),
             stats: Stats::default(),
             outputs: VecDeque::new(),
             base: (now, unix_now),
             next_conn: 1,
             next_id: 1,
             next_lid: 100_000_000_000_001,
+            next_seq: 1,
+            next_group: 1,
         }
     }
 
@@ -282,6 +336,7 @@ impl Sim {
                 delayed: Vec::new(),
                 mute_pongs: false,
                 closed: false,
+                offline: OfflineFlow::Inactive,
             },
         );
         self.stats.connections += 1;
@@ -340,6 +395,8 @@ impl Sim {
                     }
                 }
                 Delayed::Close => self.close(conn),
+                Delayed::OfflineBatch => self.send_offline_batch(now, conn),
+                Delayed::OfflineEnd => self.send_offline_end(conn),
             }
         }
     }
@@ -483,12 +540,18 @@ impl Sim {
             return self.reject(conn, "malformed ClientPayload");
         };
         if let Some(reg) = p.device_pairing_data.as_ref() {
-            let Some(identity_pub) = reg.e_ident.as_deref().and_then(|b| <[u8; 32]>::try_from(b).ok()) else {
+            let Some(keys) = CompanionKeys::from_registration(reg) else {
                 return self.reject(conn, "registration without a 32-byte identity key");
             };
+            let identity_pub = *keys.identity().raw();
             if let Some(c) = self.conns.get_mut(&conn) {
-                c.phase =
-                    Phase::Registration { noise_pub: client_static, identity_pub, pairing: None, link: None };
+                c.phase = Phase::Registration {
+                    noise_pub: client_static,
+                    identity_pub,
+                    keys: Box::new(keys),
+                    pairing: None,
+                    link: None,
+                };
             }
             let mut refs = Vec::with_capacity(REF_COUNT);
             let mut ttl = now + FIRST_STANZA_DELAY + FIRST_REF_TTL;
@@ -565,7 +628,10 @@ impl Sim {
             _ => None,
         };
         if node.tag != "iq" {
-            return; // acks, receipts, presence: nothing to answer here
+            if let Some((phone, device)) = online {
+                self.handle_stanza(now, conn, &phone, device, node);
+            }
+            return; // before login: acks, receipts, presence have nothing to answer
         }
         let id = node.attr_str("id").unwrap_or_default().to_owned();
         let typ = node.attr_str("type").unwrap_or_default();
@@ -596,25 +662,32 @@ impl Sim {
                 }
             }
             "encrypt" if node.child("count").is_some() => {
-                let n =
-                    self.accounts.get(&phone).and_then(|a| a.devices.get(&device)).map_or(0, |d| d.prekeys);
+                let n = self
+                    .accounts
+                    .get(&phone)
+                    .and_then(|a| a.devices.get(&device))
+                    .map_or(0, |d| d.keys.pool_size());
                 let reply = iq_result(&id).children([Node::new("count").attr("value", n.to_string())]);
                 self.send_node(conn, &reply);
             }
             "encrypt" if node.child("list").is_some() => {
-                let added = node.child("list").map_or(0, |l| l.children_with_tag("key").count());
-                if let Some(d) = self.accounts.get_mut(&phone).and_then(|a| a.devices.get_mut(&device)) {
-                    d.prekeys = d.prekeys.saturating_add(u32::try_from(added).unwrap_or(u32::MAX));
+                let applied = self
+                    .accounts
+                    .get_mut(&phone)
+                    .and_then(|a| a.devices.get_mut(&device))
+                    .map(|d| d.keys.apply_upload(node));
+                match applied {
+                    Some(Err(e)) => self.reject(conn, &e.to_string()),
+                    _ => self.send_node(conn, &iq_result(&id)),
                 }
-                self.send_node(conn, &iq_result(&id));
             }
+            "encrypt" if node.child("key").is_some() => self.answer_bundle_fetch(conn, &id, node),
+            "usync" => self.answer_usync(conn, &id, node),
+            "w:g2" => self.answer_group_iq(now, conn, &phone, &id, node),
             "passive" => {
                 self.send_node(conn, &iq_result(&id));
                 if node.child("active").is_some() {
-                    let ib = Node::new("ib")
-                        .attr("from", server_jid())
-                        .children([Node::new("offline").attr("count", "0")]);
-                    self.later(conn, now + FIRST_STANZA_DELAY, Delayed::Nodes(vec![ib]));
+                    self.start_offline_flow(now, conn, &phone, device);
                 }
             }
             "md" if node.child("remove-companion-device").is_some() => {
@@ -733,11 +806,14 @@ impl Sim {
         if now >= expires {
             return Err(AdminError::ExpiredRef);
         }
-        let Some(Conn { phase: Phase::Registration { noise_pub, identity_pub, pairing: None, .. }, .. }) =
-            self.conns.get(&conn)
+        let Some(Conn {
+            phase: Phase::Registration { noise_pub, identity_pub, keys, pairing: None, .. },
+            ..
+        }) = self.conns.get(&conn)
         else {
             return Err(AdminError::UnknownRef);
         };
+        let keys = (**keys).clone();
         if *noise_pub != q.noise_pub || *identity_pub != q.identity_pub {
             return Err(AdminError::BadRequest(
                 "qr keys do not match the companion that received the ref".into(),
@@ -745,7 +821,7 @@ impl Sim {
         }
         let unix = self.unix(now);
         let a = self.accounts.get_mut(phone).ok_or(AdminError::UnknownPhone)?;
-        let device = a.add_device(q.noise_pub, q.identity_pub, unix).map_err(|_| AdminError::DeviceLimit)?.id;
+        let device = a.add_device(q.noise_pub, keys, unix).map_err(|_| AdminError::DeviceLimit)?.id;
         let jid = a.device_jid(device);
         self.refs.retain(|_, (owner, _)| *owner != conn);
         self.start_pairing(now, conn, phone, device, &q.identity_pub, &q.adv_secret)?;
@@ -858,20 +934,19 @@ impl Sim {
             })
             .map(|(id, _)| *id)
             .ok_or(AdminError::NoPendingLinkCode)?;
-        let Some(Conn {
-            phase: Phase::Registration { noise_pub, identity_pub, link: Some(link), .. }, ..
-        }) = self.conns.get(&conn)
+        let Some(Conn { phase: Phase::Registration { noise_pub, keys, link: Some(link), .. }, .. }) =
+            self.conns.get(&conn)
         else {
             return Err(AdminError::NoPendingLinkCode);
         };
-        let (noise_pub, identity_pub) = (*noise_pub, *identity_pub);
+        let (noise_pub, keys) = (*noise_pub, (**keys).clone());
         let companion_eph_pub = code
             .unwrap_ephemeral(&link.wrapped_companion_eph)
             .map_err(|e| AdminError::BadRequest(e.to_string()))?;
         let reference = link.reference.clone();
         let unix = self.unix(now);
         let a = self.accounts.get_mut(phone).ok_or(AdminError::UnknownPhone)?;
-        let device = a.add_device(noise_pub, identity_pub, unix).map_err(|_| AdminError::DeviceLimit)?.id;
+        let device = a.add_device(noise_pub, keys, unix).map_err(|_| AdminError::DeviceLimit)?.id;
         let jid = a.device_jid(device);
         let primary_identity_pub = a.identity_pub;
         let primary_eph = KeyPair::generate(&mut self.rng);
@@ -920,6 +995,12 @@ impl Sim {
         self.next_lid += 1;
         let a = Account::new(phone.to_owned(), name.to_owned(), lid, *kp.private().to_bytes(), *kp.public());
         let jid = a.jid();
+        let primary = Phone::new(
+            crate::wa::jid::Jid::new(phone, crate::wa::jid::Server::User),
+            *kp.private().to_bytes(),
+            &mut self.rng,
+        );
+        self.phones.insert(phone.to_owned(), primary);
         self.accounts.insert(phone.to_owned(), a);
         Ok((true, jid))
     }
@@ -944,6 +1025,7 @@ impl Sim {
 
     fn unlink(&mut self, phone: &str, device: u16) -> bool {
         let removed = self.accounts.get_mut(phone).and_then(|a| a.devices.remove(&device)).is_some();
+        self.queues.remove(&(phone.to_owned(), device));
         if let Some(conn) = self.live.remove(&(phone.to_owned(), device)) {
             let e = Node::new("stream:error")
                 .attr("code", "401")
@@ -984,6 +1066,10 @@ impl Sim {
             self.unlink(&phone, device);
             return Ok(());
         }
+        if fault == Fault::CorruptNextMessage {
+            self.corrupt_next.insert((phone, device));
+            return Ok(());
+        }
         let conn = *self.live.get(&(phone.clone(), device)).ok_or(AdminError::NotOnline)?;
         match fault {
             Fault::Drop => self.close(conn),
@@ -1017,7 +1103,7 @@ impl Sim {
                     self.send_raw(conn, b);
                 }
             }
-            Fault::Logout => {}
+            Fault::Logout | Fault::CorruptNextMessage => {}
         }
         Ok(())
     }

@@ -25,6 +25,9 @@ pub enum Fault {
     MutePongs,
     /// Send one frame that does not decrypt.
     CorruptFrame,
+    /// Flip one byte of the last `<enc>` of the next message routed to this device (it need
+    /// not be online), so its decryption fails and it asks for a retry.
+    CorruptNextMessage,
 }
 
 impl Fault {
@@ -38,6 +41,7 @@ impl Fault {
             "unavailable" => Self::Unavailable,
             "mute_pongs" => Self::MutePongs,
             "corrupt_frame" => Self::CorruptFrame,
+            "corrupt_next_message" => Self::CorruptNextMessage,
             _ => return None,
         })
     }
@@ -60,6 +64,28 @@ pub struct Stats {
     pub replaced: u64,
     /// Stream errors and failures sent, by code (`"515"`, `"440"`, `"401"`, ...).
     pub stream_errors: BTreeMap<String, u64>,
+    /// Client `<message>` stanzas accepted and routed (phones' sends included).
+    pub messages_routed: u64,
+    /// Per-device copies handed to companions (live or queued).
+    pub messages_to_devices: u64,
+    /// Copies that found their device offline (or not yet active) and stayed queued.
+    pub messages_queued: u64,
+    /// Copies the device answered (receipt or nack) and that left its queue.
+    pub messages_delivered: u64,
+    /// Stanzas redelivered from a queue with `offline="1"`.
+    pub offline_redelivered: u64,
+    /// Receipts forwarded to the sender's devices (retry receipts included).
+    pub receipts_forwarded: u64,
+    /// Retry receipts forwarded.
+    pub retry_receipts: u64,
+    /// Messages decrypted by simulated phones.
+    pub phone_decrypted: u64,
+    /// Messages simulated phones could not decrypt.
+    pub phone_decrypt_failures: u64,
+    /// Messages sent by simulated phones (admin API).
+    pub phone_sent: u64,
+    /// Messages whose ciphertext the `corrupt_next_message` fault altered.
+    pub corrupted: u64,
 }
 
 impl Stats {
@@ -76,7 +102,16 @@ mod tests {
     /// Every fault name of the admin contract parses, and nothing else does.
     #[test]
     fn fault_names() {
-        for n in ["drop", "conflict", "logout", "ban", "unavailable", "mute_pongs", "corrupt_frame"] {
+        for n in [
+            "drop",
+            "conflict",
+            "logout",
+            "ban",
+            "unavailable",
+            "mute_pongs",
+            "corrupt_frame",
+            "corrupt_next_message",
+        ] {
             assert!(Fault::parse(n).is_some(), "{n}");
         }
         assert_eq!(Fault::parse("nope"), None);

@@ -98,6 +98,11 @@ fn sample_status() -> TenantStatus {
         devices_registered: vec!["15550001:3@s.whatsapp.net".into()],
         updated_at: 20,
         webhook_url: Some("https://hooks.example.com/acme?k=v".into()),
+        webhook_secret: Some(SecretBytes::new(b"whsec-sample".to_vec())),
+        pacing: Some(Box::new(crate::store::model::PacingOverride {
+            gap_min_ms: Some(0),
+            ..Default::default()
+        })),
     }
 }
 

@@ -570,6 +570,12 @@ pub struct TenantStatus {
     /// Where this tenant's events are posted (given at creation; an http/https URL).
     #[serde(default)]
     pub webhook_url: Option<String>,
+    /// HMAC-SHA256 key of the tenant's webhook signatures (generated at creation, shown once).
+    #[serde(default)]
+    pub webhook_secret: Option<SecretBytes>,
+    /// Per-tenant pacing overrides of the outbox (host defaults when absent).
+    #[serde(default)]
+    pub pacing: Option<Box<PacingOverride>>,
 }
 
 /// A tenant lease as stored: holder, epoch (= fencing token), expiry.
@@ -709,6 +715,28 @@ pub struct TenantSnapshot {
     pub outbox: BTreeMap<String, OutboxItem>,
     /// Undelivered events, by id.
     pub inbox: BTreeMap<String, InboxItem>,
+}
+
+/// Per-tenant overrides of the host's pacing (API field `pacing`, stored in the status doc; applied by `host::outbox`);
+/// every field is optional and falls back to the host default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PacingOverride {
+    /// Sends per minute (1 ..= 600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_minute: Option<u32>,
+    /// Shortest gap in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gap_min_ms: Option<u64>,
+    /// Longest gap in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gap_max_ms: Option<u64>,
+    /// Warm-up after connect in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup_ms: Option<u64>,
+    /// Typing presence before each message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub typing: Option<bool>,
 }
 
 /// One tenant's hydration result (see `Store::hydrate_all`).

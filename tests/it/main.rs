@@ -5,14 +5,19 @@
 // test binary need them too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
+mod api_messages;
 mod api_routes;
+mod bench_scale;
+mod chaos;
 mod deploy_files;
 mod host_lifecycle;
 mod host_process;
 mod host_tenant_state;
 mod host_util;
+mod messaging;
 mod sim_lifecycle;
 mod sim_pairing;
 mod store_conformance;
+mod store_fault;
 mod store_wrappers;
 mod support;

@@ -17,7 +17,7 @@ use crate::types::TenantId;
 
 /// Field names of the status doc written by status updates (the update mask). The lease field
 /// is written only by the lease operations.
-pub(crate) const STATUS_FIELDS: [&str; 10] = [
+pub(crate) const STATUS_FIELDS: [&str; 12] = [
     "state",
     "me",
     "push_name",
@@ -28,6 +28,8 @@ pub(crate) const STATUS_FIELDS: [&str; 10] = [
     "devices_registered",
     "updated_at",
     "webhook_url",
+    "webhook_secret",
+    "pacing",
 ];
 
 /// The lease field of the status doc.
@@ -188,6 +190,11 @@ mod tests {
             devices_registered: vec!["d".into()],
             updated_at: 5,
             webhook_url: Some("https://example.com/hook".into()),
+            webhook_secret: Some(crate::store::SecretBytes::new(b"s".to_vec())),
+            pacing: Some(Box::new(crate::store::model::PacingOverride {
+                per_minute: Some(5),
+                ..Default::default()
+            })),
         };
         let f = status_fields(&s).unwrap();
         for k in f.keys() {

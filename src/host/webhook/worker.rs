@@ -1,0 +1,259 @@
+//! One tenant's webhook delivery task: takes events from the tenant's lane in order, posts
+//! each (signed) to the tenant's current `webhook_url` until it gets a 2xx, backing off
+//! exponentially with full jitter between failures, and keeps accepting new events meanwhile
+//! so publishing never blocks. A delivered `message.received` has its inbox item deleted.
+//!
+//! Reads the URL and secret from the tenant's view on every attempt (a PATCH takes effect at
+//! the next try). Never touches the tenant's connection.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use rand::{Rng as _, SeedableRng as _};
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::{EVENT_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookConfig, sign};
+use crate::host::clock;
+use crate::host::events::TenantEvent;
+use crate::host::state::TenantView;
+use crate::store::{Delta, DeltaBatch, Store};
+use crate::types::{FencingToken, TenantId};
+
+/// Events kept in memory per tenant while its endpoint fails; beyond this, new events are
+/// dropped with a warning (received messages stay in the durable inbox).
+pub(crate) const MAX_PENDING: usize = 10_000;
+
+/// One event waiting for delivery.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Pending {
+    /// Event id (the inbox id for `message.received`).
+    pub(crate) id: String,
+    /// Event name (`message.received`, ...).
+    pub(crate) event: String,
+    /// Event data.
+    pub(crate) data: serde_json::Value,
+    /// The inbox item to delete once delivered.
+    pub(crate) inbox_id: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    event: &'a str,
+    tenant: &'a str,
+    data: &'a serde_json::Value,
+    id: &'a str,
+    timestamp: u64,
+}
+
+static EVENT_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// A unique event id: unix ms, a process counter and random bits.
+fn event_id(rng: &mut impl rand::Rng) -> String {
+    let n = EVENT_SEQ.fetch_add(1, Ordering::Relaxed) % 1_000_000;
+    format!("{:013}-{n:06}-{:08x}", clock::unix_ms(), rng.r#gen::<u32>())
+}
+
+impl Pending {
+    /// Wraps a published event; `None` for an event that cannot be serialised (logged).
+    pub(crate) fn from_event(ev: &TenantEvent, rng: &mut impl rand::Rng) -> Option<Self> {
+        let v = match serde_json::to_value(ev) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(error = %e, "event not serialisable; dropped");
+                return None;
+            }
+        };
+        let inbox_id = match ev {
+            TenantEvent::MessageReceived { inbox_id, .. } => Some(inbox_id.clone()),
+            _ => None,
+        };
+        Self::from_value(v, inbox_id, rng)
+    }
+
+    /// Wraps a serialised event (`{"event","data"}`, the inbox payload format).
+    pub(crate) fn from_value(
+        mut v: serde_json::Value,
+        inbox_id: Option<String>,
+        rng: &mut impl rand::Rng,
+    ) -> Option<Self> {
+        let event = v.get("event").and_then(serde_json::Value::as_str)?.to_owned();
+        let data = v.get_mut("data").map(serde_json::Value::take).unwrap_or(serde_json::Value::Null);
+        let id = inbox_id.clone().unwrap_or_else(|| event_id(rng));
+        Some(Self { id, event, data, inbox_id })
+    }
+}
+
+/// Inputs of one tenant's delivery task.
+#[derive(Debug)]
+pub(crate) struct Worker {
+    pub(crate) tenant: TenantId,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) client: reqwest::Client,
+    pub(crate) config: WebhookConfig,
+    pub(crate) view: watch::Receiver<TenantView>,
+    pub(crate) lane: mpsc::Receiver<TenantEvent>,
+    pub(crate) cancel: CancellationToken,
+    /// Undelivered events to send first (cold start: the inbox).
+    pub(crate) backlog: Vec<Pending>,
+}
+
+/// How one delivery attempt ended.
+enum Attempt {
+    Delivered,
+    Failed(String),
+    NoUrl,
+}
+
+impl Worker {
+    /// Runs until shutdown or until the tenant's actor is gone.
+    pub(crate) async fn run(self) {
+        let Self { tenant, store, client, config, view, mut lane, cancel, backlog } = self;
+        let mut rng = rand::rngs::StdRng::from_entropy();
+        let mut queue: VecDeque<Pending> = backlog.into();
+        let mut lane_open = true;
+        let mut failures = 0u32;
+        let mut view_rx = view.clone();
+        loop {
+            let Some(head) = queue.front().cloned() else {
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    changed = view_rx.changed() => if changed.is_err() { return },
+                    ev = lane.recv(), if lane_open => match ev {
+                        Some(ev) => push(&mut queue, &ev, &mut rng),
+                        None => lane_open = false,
+                    },
+                }
+                continue;
+            };
+            let deliver = deliver(&client, &config, &tenant, &view, &head);
+            tokio::pin!(deliver);
+            let outcome = loop {
+                tokio::select! {
+                    biased;
+                    () = cancel.cancelled() => return,
+                    r = &mut deliver => break r,
+                    ev = lane.recv(), if lane_open => match ev {
+                        Some(ev) => push(&mut queue, &ev, &mut rng),
+                        None => lane_open = false,
+                    },
+                }
+            };
+            match outcome {
+                Attempt::Delivered => {
+                    failures = 0;
+                    queue.pop_front();
+                    tracing::debug!(event = %head.event, event_id = %head.id, "webhook delivered");
+                    if let Some(inbox_id) = &head.inbox_id {
+                        ack_inbox(&store, &tenant, &view, inbox_id).await;
+                    }
+                }
+                Attempt::NoUrl => {
+                    // Nowhere to deliver: drop it (received messages stay in the inbox).
+                    queue.pop_front();
+                }
+                Attempt::Failed(why) => {
+                    failures = failures.saturating_add(1);
+                    let wait = retry_delay(&config, failures, rng.r#gen());
+                    tracing::warn!(event = %head.event, event_id = %head.id, attempt = failures, retry_in_ms = clock::ms(wait), error = %why, "webhook delivery failed; retrying");
+                    let until = tokio::time::Instant::now() + wait;
+                    loop {
+                        tokio::select! {
+                            biased;
+                            () = cancel.cancelled() => return,
+                            () = tokio::time::sleep_until(until) => break,
+                            ev = lane.recv(), if lane_open => match ev {
+                                Some(ev) => push(&mut queue, &ev, &mut rng),
+                                None => lane_open = false,
+                            },
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Exponential backoff with full jitter: uniform in `[0, min(max, base·2^(attempt-1))]`, at
+/// least a millisecond.
+pub(crate) fn retry_delay(config: &WebhookConfig, attempt: u32, jitter: f64) -> Duration {
+    let exp = config.retry_base.saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
+    exp.min(config.retry_max).mul_f64(jitter.clamp(0.0, 1.0)).max(Duration::from_millis(1))
+}
+
+fn push(queue: &mut VecDeque<Pending>, ev: &TenantEvent, rng: &mut impl rand::Rng) {
+    if queue.len() >= MAX_PENDING {
+        tracing::warn!(max = MAX_PENDING, "webhook backlog full; event dropped");
+        return;
+    }
+    if let Some(p) = Pending::from_event(ev, rng) {
+        // A redelivered inbox item (cold-start backlog) must not be queued twice.
+        if p.inbox_id.is_some() && queue.iter().any(|q| q.inbox_id == p.inbox_id) {
+            return;
+        }
+        queue.push_back(p);
+    }
+}
+
+/// The signed request bytes of one event: `(body, signature header value or None)`.
+pub(crate) fn render(
+    tenant: &TenantId,
+    p: &Pending,
+    secret: Option<&[u8]>,
+    now_secs: u64,
+) -> (Vec<u8>, Option<String>) {
+    let body =
+        Body { event: &p.event, tenant: tenant.as_str(), data: &p.data, id: &p.id, timestamp: now_secs };
+    let bytes = serde_json::to_vec(&body).unwrap_or_default();
+    let sig = secret.map(|s| sign(s, &bytes));
+    (bytes, sig)
+}
+
+async fn deliver(
+    client: &reqwest::Client,
+    config: &WebhookConfig,
+    tenant: &TenantId,
+    view: &watch::Receiver<TenantView>,
+    p: &Pending,
+) -> Attempt {
+    let (url, secret) = {
+        let v = view.borrow();
+        (v.webhook_url.clone(), v.webhook_secret.clone())
+    };
+    let Some(url) = url else { return Attempt::NoUrl };
+    let now = clock::unix_secs();
+    let (body, sig) = render(tenant, p, secret.as_ref().map(|s| s.expose()), now);
+    let mut req = client
+        .post(url.as_str())
+        .timeout(config.timeout)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .header(TIMESTAMP_HEADER, now.to_string())
+        .header(EVENT_ID_HEADER, p.id.as_str());
+    if let Some(sig) = sig {
+        req = req.header(SIGNATURE_HEADER, sig);
+    }
+    match req.body(body).send().await {
+        Ok(resp) if resp.status().is_success() => Attempt::Delivered,
+        Ok(resp) => Attempt::Failed(format!("endpoint answered {}", resp.status().as_u16())),
+        Err(e) => Attempt::Failed(format!("request failed: {e}")),
+    }
+}
+
+/// Deletes a delivered inbox item (fenced by the tenant's lease). Best effort: without the
+/// lease, or if the store fails, the item stays and is redelivered at the next cold start
+/// (at-least-once; the event id lets the receiver deduplicate).
+async fn ack_inbox(
+    store: &Arc<dyn Store>,
+    tenant: &TenantId,
+    view: &watch::Receiver<TenantView>,
+    inbox_id: &str,
+) {
+    let Some(fence) = view.borrow().lease_epoch.map(FencingToken) else { return };
+    let batch = DeltaBatch::new().with(Delta::InboxDelete(inbox_id.to_owned()));
+    if let Err(e) = store.commit(tenant, fence, &batch).await {
+        tracing::warn!(error = %e, "inbox delete after delivery failed; it will be redelivered");
+    }
+}
