@@ -225,49 +225,6 @@ pub(crate) fn render(
     (bytes, sig)
 }
 
-#[cfg(test)]
-mod tests {
-    use rand::SeedableRng as _;
-
-    use super::*;
-    use crate::host::webhook::verify;
-
-    /// Retry delays grow exponentially from the base, never exceed the cap, and are jittered.
-    #[test]
-    fn retry_delay_grows_and_caps() {
-        let c = WebhookConfig {
-            timeout: Duration::from_secs(1),
-            retry_base: Duration::from_secs(1),
-            retry_max: Duration::from_secs(60),
-        };
-        assert_eq!(retry_delay(&c, 1, 1.0), Duration::from_secs(1));
-        assert_eq!(retry_delay(&c, 4, 1.0), Duration::from_secs(8));
-        assert_eq!(retry_delay(&c, 40, 1.0), Duration::from_secs(60));
-        assert_eq!(retry_delay(&c, 4, 0.5), Duration::from_secs(4));
-        assert_eq!(retry_delay(&c, 4, 0.0), Duration::from_millis(1));
-    }
-
-    /// The body carries event, tenant, data, id and timestamp; the signature covers exactly
-    /// those bytes; an inbox event keeps its inbox id as the event id.
-    #[test]
-    fn rendered_body_is_signed() {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-        let v = serde_json::json!({"event": "message.received", "data": {"inbox_id": "i1", "message": {}}});
-        let p = Pending::from_value(v, Some("i1".into()), &mut rng).unwrap();
-        let t = TenantId::new("acme").unwrap();
-        let (body, sig) = render(&t, &p, Some(b"whsec_x"), 1_700_000_000);
-        let j: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(j["event"], "message.received");
-        assert_eq!((j["tenant"].as_str(), j["id"].as_str()), (Some("acme"), Some("i1")));
-        assert_eq!(j["timestamp"], 1_700_000_000u64);
-        assert_eq!(j["data"]["inbox_id"], "i1");
-        assert!(verify(b"whsec_x", &body, &sig.unwrap()));
-        let (_, none) = render(&t, &p, None, 1);
-        assert!(none.is_none());
-        assert!(Pending::from_value(serde_json::json!({"data": 1}), None, &mut rng).is_none());
-    }
-}
-
 async fn deliver(
     client: &reqwest::Client,
     config: &WebhookConfig,
@@ -320,5 +277,48 @@ async fn ack_inbox(
         Err(e) => {
             tracing::warn!(error = %e, pending = acks.len(), "inbox delete after delivery failed; retried later");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng as _;
+
+    use super::*;
+    use crate::host::webhook::verify;
+
+    /// Retry delays grow exponentially from the base, never exceed the cap, and are jittered.
+    #[test]
+    fn retry_delay_grows_and_caps() {
+        let c = WebhookConfig {
+            timeout: Duration::from_secs(1),
+            retry_base: Duration::from_secs(1),
+            retry_max: Duration::from_secs(60),
+        };
+        assert_eq!(retry_delay(&c, 1, 1.0), Duration::from_secs(1));
+        assert_eq!(retry_delay(&c, 4, 1.0), Duration::from_secs(8));
+        assert_eq!(retry_delay(&c, 40, 1.0), Duration::from_secs(60));
+        assert_eq!(retry_delay(&c, 4, 0.5), Duration::from_secs(4));
+        assert_eq!(retry_delay(&c, 4, 0.0), Duration::from_millis(1));
+    }
+
+    /// The body carries event, tenant, data, id and timestamp; the signature covers exactly
+    /// those bytes; an inbox event keeps its inbox id as the event id.
+    #[test]
+    fn rendered_body_is_signed() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let v = serde_json::json!({"event": "message.received", "data": {"inbox_id": "i1", "message": {}}});
+        let p = Pending::from_value(v, Some("i1".into()), &mut rng).unwrap();
+        let t = TenantId::new("acme").unwrap();
+        let (body, sig) = render(&t, &p, Some(b"whsec_x"), 1_700_000_000);
+        let j: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(j["event"], "message.received");
+        assert_eq!((j["tenant"].as_str(), j["id"].as_str()), (Some("acme"), Some("i1")));
+        assert_eq!(j["timestamp"], 1_700_000_000u64);
+        assert_eq!(j["data"]["inbox_id"], "i1");
+        assert!(verify(b"whsec_x", &body, &sig.unwrap()));
+        let (_, none) = render(&t, &p, None, 1);
+        assert!(none.is_none());
+        assert!(Pending::from_value(serde_json::json!({"data": 1}), None, &mut rng).is_none());
     }
 }
