@@ -263,7 +263,7 @@ async fn phone_inbox(sim: &staylinked::sim::Server, phone: &str) -> Vec<(String,
 
 /// End to end over real sockets: messages queued through the API (held back by a long
 /// warm-up) survive a SIGTERM-like shutdown and a crash, then reach the peer phone exactly
-/// once each with the ids the API returned; their status moves past `sent`, `message.status`
+/// once each with the ids the API returned (typing presence on, which the server ignores); their status moves past `sent`, `message.status`
 /// webhooks arrive, and a text from the phone arrives as a signed `message.received` webhook
 /// whose inbox item is deleted once delivered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -281,8 +281,9 @@ async fn api_messages_end_to_end_exactly_once() {
     sim.with_sim(move |s, _| s.add_phone(&p, "peer")).await.unwrap().unwrap();
 
     let host = boot("e1").await.unwrap();
-    let body =
-        format!(r#"{{"id":"e2e","webhook_url":"http://{addr}/hook/e2e","pacing":{{"warmup_ms":600000}}}}"#);
+    let body = format!(
+        r#"{{"id":"e2e","webhook_url":"http://{addr}/hook/e2e","pacing":{{"warmup_ms":600000,"typing":true}}}}"#
+    );
     let secret = create_and_link(&host, &sim, "e2e", &body, "15550105050").await;
     let queue = |host: &Host, text: &str| {
         let body = format!(r#"{{"to":"{peer}","text":"{text}"}}"#);
@@ -303,8 +304,14 @@ async fn api_messages_end_to_end_exactly_once() {
 
     let host = boot("e3").await.unwrap();
     wait_state(&host, &tid("e2e"), TenantState::Connected).await;
-    let r =
-        http(host.api_addr(), "PATCH", "/v1/tenants/e2e", Some(r#"{"pacing":{"warmup_ms":0}}"#), &[]).await;
+    let r = http(
+        host.api_addr(),
+        "PATCH",
+        "/v1/tenants/e2e",
+        Some(r#"{"pacing":{"warmup_ms":0,"typing":true}}"#),
+        &[],
+    )
+    .await;
     assert_eq!(r.status, 200, "{:?}", r.json());
     let got = poll("peer phone gets all three", || async {
         let v = phone_inbox(&sim, &peer).await;
