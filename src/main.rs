@@ -54,6 +54,12 @@ enum Command {
         #[arg(long, env = "STAYLINKED_SIM_LISTEN", default_value = "127.0.0.1:0")]
         listen: std::net::SocketAddr,
     },
+    /// Sleep/wake chaos: link tenants through a simulator, then stop and start real gateway
+    /// processes (SIGTERM, SIGKILL, overlapping starts) against one store and check that nothing
+    /// re-pairs, duplicates a device or conflicts (440). Writes chaos.json + chaos.md; exits
+    /// non-zero on any violation. `scripts/chaos.sh` wraps it.
+    #[command(hide = true)]
+    Chaos(Box<ChaosArgs>),
     /// Run a benchmark and write a JSON + Markdown report.
     Bench {
         #[command(subcommand)]
@@ -86,6 +92,85 @@ enum BenchCommand {
         #[arg(long, default_value = "bench-reports")]
         out: std::path::PathBuf,
     },
+    /// The real gateway at scale: provisions N linked tenants (no QR) into the store and an
+    /// in-process simulator, runs `staylinked run` as a child process, and measures cold start
+    /// (p50/p99 per tenant), RSS per idle tenant, SIGTERM → exit and delta latency; then N
+    /// Baileys sockets on the same simulator (scripts/interop/bench-baileys.mjs). Writes
+    /// scale.json and scale.md.
+    Scale {
+        /// Linked tenants (and Baileys sockets).
+        #[arg(long, default_value_t = 1000)]
+        tenants: usize,
+        /// Store of the gateway: embedded (redb file) or firestore (the emulator at
+        /// FIRESTORE_EMULATOR_HOST, a fresh project per run).
+        #[arg(long, value_enum, default_value = "embedded")]
+        store: staylinked::bench::ScaleStore,
+        /// Idle settle before each RSS reading (`30s`, `500ms`).
+        #[arg(long, default_value = "30s", value_parser = staylinked::config::parse_duration)]
+        idle: std::time::Duration,
+        /// Connect stagger of the gateway per tenant in ms (0: all at once, like Baileys here).
+        #[arg(long, default_value_t = 0)]
+        connect_stagger_ms: u64,
+        /// Hydration concurrency of the gateway.
+        #[arg(long, default_value_t = 16)]
+        hydrate_concurrency: usize,
+        /// Skip the Baileys side.
+        #[arg(long)]
+        no_baileys: bool,
+        /// Skip the delta-latency burst.
+        #[arg(long)]
+        no_deltas: bool,
+        /// The Baileys script.
+        #[arg(long, default_value = "scripts/interop/bench-baileys.mjs")]
+        baileys_script: std::path::PathBuf,
+        /// The gateway binary (default: this executable).
+        #[arg(long)]
+        bin: Option<std::path::PathBuf>,
+        /// Directory for scale.json and scale.md.
+        #[arg(long, default_value = "bench-reports")]
+        out: std::path::PathBuf,
+    },
+}
+
+/// Flags of `staylinked chaos`.
+#[derive(Debug, clap::Args)]
+struct ChaosArgs {
+    /// Tenants to link.
+    #[arg(long, default_value_t = 50)]
+    tenants: usize,
+    /// Disruption cycles.
+    #[arg(long, default_value_t = 200)]
+    cycles: usize,
+    /// Seed of the cycle mix (printed; rerun with it to replay).
+    #[arg(long, default_value_t = staylinked::chaos::DEFAULT_SEED)]
+    seed: u64,
+    /// Store shared by the gateways: `embedded` (redb file) or `firestore` (the emulator at
+    /// FIRESTORE_EMULATOR_HOST).
+    #[arg(long, default_value = "embedded")]
+    store: String,
+    /// Send messages both ways during the chaos and check 0 lost / 0 duplicated / 0 decrypt
+    /// failures (`--messages false` turns the traffic off). Tenant → phone runs only when the
+    /// build has the message API (`POST /v1/tenants/{id}/messages`); the report says when not.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    messages: bool,
+    /// Tenants picked per cycle for one message each way.
+    #[arg(long, default_value_t = 5)]
+    messages_per_cycle: usize,
+    /// Lease TTL of the gateways (a SIGKILLed process's tenants wait this long).
+    #[arg(long, default_value = "6s", value_parser = staylinked::config::parse_duration)]
+    lease_ttl: std::time::Duration,
+    /// Deadline of each wait.
+    #[arg(long, default_value = "60s", value_parser = staylinked::config::parse_duration)]
+    wait: std::time::Duration,
+    /// Work directory (store file, per-process logs); emptied first.
+    #[arg(long, default_value = "target/chaos")]
+    work_dir: std::path::PathBuf,
+    /// Directory for chaos.json and chaos.md.
+    #[arg(long, default_value = "bench-reports")]
+    out: std::path::PathBuf,
+    /// The gateway binary (default: this executable).
+    #[arg(long)]
+    bin: Option<std::path::PathBuf>,
 }
 
 fn init_logging(format: LogFormat, default: &str) {
@@ -113,6 +198,7 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Sim { listen }) => run_sim(listen).map(|()| ExitCode::SUCCESS),
+        Some(Command::Chaos(args)) => chaos(*args),
         Some(Command::Bench {
             what: BenchCommand::Store { tenants, prekeys, sessions, commits, concurrency, out },
         }) => bench_store(staylinked::store::bench::BenchOptions {
@@ -122,6 +208,37 @@ fn main() -> ExitCode {
             commits,
             concurrency,
             out_dir: out,
+            ..Default::default()
+        }),
+        Some(Command::Bench {
+            what:
+                BenchCommand::Scale {
+                    tenants,
+                    store,
+                    idle,
+                    connect_stagger_ms,
+                    hydrate_concurrency,
+                    no_baileys,
+                    no_deltas,
+                    baileys_script,
+                    bin,
+                    out,
+                },
+        }) => bench_scale(staylinked::bench::ScaleOptions {
+            tenants,
+            store,
+            idle,
+            connect_stagger_ms,
+            hydrate_concurrency,
+            baileys: !no_baileys,
+            deltas: !no_deltas,
+            baileys_script,
+            bin: match bin {
+                Some(b) => b,
+                None => std::env::current_exe().unwrap_or_else(|_| "staylinked".into()),
+            },
+            out_dir: out,
+            command: std::env::args().collect::<Vec<_>>().join(" "),
             ..Default::default()
         }),
     };
@@ -169,6 +286,59 @@ fn bench_store(options: staylinked::store::bench::BenchOptions) -> anyhow::Resul
     {
         println!("{}", staylinked::store::bench::markdown(&report));
         for f in &report.files {
+            println!("wrote {}", f.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `staylinked chaos`.
+fn chaos(a: ChaosArgs) -> anyhow::Result<ExitCode> {
+    use staylinked::chaos::{ChaosOptions, ChaosStore};
+    init_logging(LogFormat::Text, "warn");
+    let bin = match a.bin {
+        Some(b) => b,
+        None => std::env::current_exe()?,
+    };
+    let store = match a.store.as_str() {
+        "embedded" => ChaosStore::Embedded,
+        "firestore" => ChaosStore::Firestore {
+            emulator_host: std::env::var("FIRESTORE_EMULATOR_HOST")
+                .map_err(|_| anyhow::anyhow!("--store firestore needs FIRESTORE_EMULATOR_HOST"))?,
+            project: format!("chaos-{}-{}", a.seed, std::process::id()),
+        },
+        other => anyhow::bail!("--store {other:?} is not embedded or firestore"),
+    };
+    let mut o = ChaosOptions::new(bin, a.work_dir, a.tenants, a.cycles);
+    o.seed = a.seed;
+    o.store = store;
+    o.messages = a.messages;
+    o.messages_per_cycle = a.messages_per_cycle;
+    o.lease_ttl = a.lease_ttl;
+    o.wait = a.wait;
+    o.progress = true;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let report = rt.block_on(staylinked::chaos::run(o))?;
+    let files = staylinked::chaos::report::write(&report, &a.out)?;
+    #[expect(clippy::print_stdout, reason = "the command's output is the report")]
+    {
+        println!("{}", staylinked::chaos::markdown(&report));
+        for f in &files {
+            println!("wrote {}", f.display());
+        }
+    }
+    Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// `staylinked bench scale`.
+fn bench_scale(options: staylinked::bench::ScaleOptions) -> anyhow::Result<ExitCode> {
+    init_logging(LogFormat::Text, "info");
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let (report, files) = rt.block_on(staylinked::bench::run(options))?;
+    #[expect(clippy::print_stdout, reason = "the command's output is the report")]
+    {
+        println!("{}", staylinked::bench::report::markdown(&report));
+        for f in &files {
             println!("wrote {}", f.display());
         }
     }

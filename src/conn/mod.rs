@@ -18,6 +18,20 @@ use crate::wa::client::{Client, Delta, DisconnectReason, Event, Output};
 
 /// How long dialing the WebSocket may take.
 pub const DIAL_TIMEOUT: Duration = Duration::from_secs(20);
+/// Initial read buffer of each WebSocket. WhatsApp frames are small (keepalives, receipts and
+/// most messages fit in a few hundred bytes); the buffer grows for a larger frame. tungstenite's
+/// default (128 KiB, zero-filled on the first read) cost ~130 KiB RSS per idle tenant
+/// (`staylinked bench scale`: 181 KiB per tenant before, see README "Performance").
+pub const WS_READ_BUFFER: usize = 4 * 1024;
+
+/// The WebSocket settings of every connection to WhatsApp: a small read buffer
+/// ([`WS_READ_BUFFER`]) and no write buffering (each frame is written at once; the sans-IO core
+/// already sends whole frames), instead of tungstenite's 128 KiB + 128 KiB per socket.
+pub fn ws_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(WS_READ_BUFFER)
+        .write_buffer_size(0)
+}
 /// `Origin` header sent by WA Web clients.
 const ORIGIN: &str = "https://web.whatsapp.com";
 /// Upper bound on back-to-back 515 restarts in one [`run`] call (a server looping on 515
@@ -91,10 +105,13 @@ pub async fn run_once<P: Persister>(
     let dial_err = |e| DriverError::Dial { url: url.clone(), source: Box::new(e) };
     let mut req = url.as_str().into_client_request().map_err(dial_err)?;
     req.headers_mut().insert("Origin", HeaderValue::from_static(ORIGIN));
-    let (mut ws, _) = tokio::time::timeout(DIAL_TIMEOUT, tokio_tungstenite::connect_async(req))
-        .await
-        .map_err(|_| DriverError::DialTimeout)?
-        .map_err(dial_err)?;
+    let (mut ws, _) = tokio::time::timeout(
+        DIAL_TIMEOUT,
+        tokio_tungstenite::connect_async_with_config(req, Some(ws_config()), false),
+    )
+    .await
+    .map_err(|_| DriverError::DialTimeout)?
+    .map_err(dial_err)?;
     client.connect(now());
     let mut commands_open = true;
     loop {

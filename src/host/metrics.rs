@@ -10,8 +10,12 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// Upper bounds (seconds) of the commit latency histogram buckets.
-pub const COMMIT_BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
+/// Upper bounds (seconds) of the commit latency histogram buckets. Fine below 25 ms so the
+/// scale bench can read delta-latency percentiles off it (`staylinked bench scale`).
+pub const COMMIT_BUCKETS: [f64; 19] = [
+    0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.0025, 0.004, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05,
+    0.1, 0.25, 0.5, 1.0, 2.5,
+];
 
 /// Counters shared by every tenant of one host.
 #[derive(Debug, Default)]
@@ -24,6 +28,7 @@ pub struct Metrics {
     lease_losses: AtomicU64,
     hydration_ms: AtomicU64,
     pairings: AtomicU64,
+    offline_drained: AtomicU64,
     reconnects: Mutex<BTreeMap<u16, u64>>,
 }
 
@@ -62,6 +67,12 @@ impl Metrics {
     /// Counts a completed pairing.
     pub fn count_pairing(&self) {
         self.pairings.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a connection whose offline backlog was delivered (the `<ib><offline>` marker:
+    /// the tenant is fully ready).
+    pub fn count_offline_drained(&self) {
+        self.offline_drained.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records how long cold-start hydration took.
@@ -112,6 +123,11 @@ impl Metrics {
             ("staylinked_deltas_committed_total", "Store deltas committed.", &self.deltas_committed),
             ("staylinked_lease_losses_total", "Tenant leases lost while connected.", &self.lease_losses),
             ("staylinked_pairings_total", "Devices linked through this host.", &self.pairings),
+            (
+                "staylinked_offline_drained_total",
+                "Connections whose offline backlog was delivered (ready).",
+                &self.offline_drained,
+            ),
         ];
         for (name, help, v) in counters {
             let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", load(v));

@@ -95,23 +95,26 @@ impl Registry {
         handles.iter().map(|h| h.view.borrow().clone()).collect()
     }
 
-    /// Tenants per state name (every state present, zero included).
+    /// Tenants per state name (every state present, zero included). Reads each tenant's state
+    /// in place (no view clones): `/metrics` and `/readyz` are polled during cold start.
     pub fn states(&self) -> BTreeMap<&'static str, u64> {
         let mut m: BTreeMap<&'static str, u64> = TenantState::ALL.iter().map(|s| (s.as_str(), 0)).collect();
-        for v in self.list() {
-            *m.entry(v.state.as_str()).or_default() += 1;
+        if let Ok(tenants) = self.tenants.lock() {
+            for h in tenants.values() {
+                *m.entry(h.view.borrow().state.as_str()).or_default() += 1;
+            }
         }
         m
     }
 
     /// Cold-start progress.
     pub fn progress(&self) -> Progress {
-        let connected = self.list().iter().filter(|v| v.state == TenantState::Connected).count();
+        let connected = self.states().get(TenantState::Connected.as_str()).copied().unwrap_or(0);
         Progress {
             ready: self.ready.load(Ordering::SeqCst),
             total: self.total.load(Ordering::SeqCst),
             hydrated: self.hydrated.load(Ordering::SeqCst),
-            connected: u64::try_from(connected).unwrap_or(u64::MAX),
+            connected,
             failed: self.failed.load(Ordering::SeqCst),
         }
     }

@@ -23,6 +23,7 @@ pub(crate) fn router() -> Router<SimHandle> {
         .route("/phones/{phone}/scan", post(scan))
         .route("/phones/{phone}/link-code", post(link_code))
         .route("/phones/{phone}/devices", get(devices))
+        .route("/phones/{phone}/companions", post(provision))
         .route("/phones/{phone}/devices/{device}", delete(remove_device))
         .route("/phones/{phone}/send", post(phone_send))
         .route("/phones/{phone}/inbox", get(phone_inbox))
@@ -225,4 +226,60 @@ async fn create_group(
         .await
         .map_err(|_| stopped())??;
     Ok((StatusCode::CREATED, Json(json!({"jid": jid}))).into_response())
+}
+
+#[derive(Deserialize)]
+struct ProvisionBody {
+    /// Base64 (standard) of the companion's Noise static public key.
+    noise_pub: String,
+    /// Base64 of its Signal identity public key.
+    identity_pub: String,
+    /// Base64 of its ADV secret (QR field 4).
+    adv_secret: String,
+    #[serde(default)]
+    name: Option<String>,
+    /// One-time pre-keys the server should believe it holds (default 50: no upload at login).
+    #[serde(default)]
+    prekeys: Option<u32>,
+}
+
+fn key32(field: &str, b64: &str) -> Result<[u8; 32], ApiError> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .ok()
+        .and_then(|v| <[u8; 32]>::try_from(v.as_slice()).ok())
+        .ok_or_else(|| {
+            ApiError(StatusCode::BAD_REQUEST, "bad_request", format!("{field} must be base64 of 32 bytes"))
+        })
+}
+
+/// `POST /admin/phones/{phone}/companions`: links a companion without a QR round trip (bench
+/// provisioning) and answers with the pair-success contents (201).
+async fn provision(
+    State(h): State<SimHandle>,
+    Path(phone): Path<String>,
+    body: Result<Json<ProvisionBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    use base64::Engine as _;
+    let Json(b) = body.map_err(|e| bad_body(&e))?;
+    let keys = super::CompanionKeys {
+        noise_pub: key32("noise_pub", &b.noise_pub)?,
+        identity_pub: key32("identity_pub", &b.identity_pub)?,
+        adv_secret: key32("adv_secret", &b.adv_secret)?,
+    };
+    let name = b.name.unwrap_or_default();
+    let prekeys = b.prekeys.unwrap_or(50);
+    let p = h
+        .call(move |sim, now| sim.provision_companion(now, &phone, &name, &keys, prekeys))
+        .await
+        .map_err(|_| stopped())??;
+    let body = json!({
+        "device_jid": p.device_jid,
+        "device_lid": p.device_lid,
+        "device_identity": base64::engine::general_purpose::STANDARD.encode(&p.device_identity),
+        "platform": p.platform,
+        "business_name": p.business_name,
+    });
+    Ok((StatusCode::CREATED, Json(body)).into_response())
 }

@@ -27,6 +27,8 @@ use crate::wa::pair::code::{PairCode, WRAPPED_EPHEMERAL_LEN};
 use crate::wa::pair::qr::QrData;
 use crate::wa::proto;
 
+pub mod provision;
+
 /// Delay before the first stanza after a handshake: Baileys derives its transport keys
 /// asynchronously after ClientFinish and loses a stanza that arrives within microseconds
 /// (shared/oracle/README.md).

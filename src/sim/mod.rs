@@ -19,6 +19,7 @@ mod server;
 #[doc(hidden)]
 pub mod testing;
 
+pub use self::core::provision::{CompanionKeys, Provisioned};
 pub use self::core::{AdminError, ConnId, ConnOutput, DeviceInfo, Sim, SimConfig};
 pub use account::MAX_COMPANIONS;
 pub use faults::{Fault, Stats};

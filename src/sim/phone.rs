@@ -113,6 +113,7 @@ pub(crate) struct Phone {
     skdm_sent: HashMap<Jid, BTreeSet<Jid>>,
     inbox: Vec<InboxEntry>,
     seen: HashSet<(Jid, String)>,
+    retries: HashMap<(Jid, String), u32>,
     sent: Vec<SentEntry>,
     /// Decrypt failures so far.
     pub(crate) failures: u64,
@@ -150,6 +151,7 @@ impl Phone {
             skdm_sent: HashMap::new(),
             inbox: Vec::new(),
             seen: HashSet::new(),
+            retries: HashMap::new(),
             sent: Vec::new(),
             failures: 0,
         };
@@ -175,6 +177,21 @@ impl Phone {
             self.served.insert(id);
         }
         PreKeyBundle::from_local(&self.identity, &self.signed, pick.map(|(_, k)| k))
+    }
+
+    /// The phone's registration id (sent in its retry receipts).
+    pub(crate) fn registration_id(&self) -> u32 {
+        self.identity.registration_id()
+    }
+
+    /// Counts one more retry request for message `id` from `sender`; returns the new count.
+    pub(crate) fn next_retry(&mut self, sender: &Jid, id: &str) -> u32 {
+        if self.retries.len() >= MAX_INBOX {
+            self.retries.clear();
+        }
+        let n = self.retries.entry((sender.clone(), id.to_owned())).or_default();
+        *n += 1;
+        *n
     }
 
     /// Devices among `devices` the phone has no session with.

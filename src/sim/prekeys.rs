@@ -23,6 +23,8 @@ pub(crate) struct CompanionKeys {
     identity: PublicKey,
     signed: Option<SignedKey>,
     one_time: BTreeMap<u32, PublicKey>,
+    /// Count reported to the companion when it holds no real pool (bench provisioning).
+    assumed: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -58,18 +60,26 @@ impl CompanionKeys {
             identity: PublicKey::from_raw(identity),
             signed,
             one_time: BTreeMap::new(),
+            assumed: 0,
         })
     }
 
-    /// Keys known only by identity (tests: a device linked without a registration payload).
-    #[cfg(test)]
+    /// Keys known only by identity (a device linked without a registration payload: tests and
+    /// bench provisioning). No bundle can be served until it uploads.
     pub(crate) fn identity_only(identity: [u8; 32]) -> Self {
         Self {
             registration_id: 0,
             identity: PublicKey::from_raw(identity),
             signed: None,
             one_time: BTreeMap::new(),
+            assumed: 0,
         }
+    }
+
+    /// Makes the prekey count answer at least `n` even though no keys were uploaded (bench
+    /// provisioning: skips the upload at login).
+    pub(crate) fn assume_pool(&mut self, n: u32) {
+        self.assumed = usize::try_from(n).unwrap_or(usize::MAX);
     }
 
     /// Applies a prekey upload iq (`<registration><type><identity><list><key>…</list><skey>`).
@@ -104,7 +114,7 @@ impl CompanionKeys {
 
     /// One-time prekeys still in the pool.
     pub(crate) fn pool_size(&self) -> usize {
-        self.one_time.len()
+        self.one_time.len().max(self.assumed)
     }
 
     /// The identity key.

@@ -7,6 +7,8 @@
 
 mod api_messages;
 mod api_routes;
+mod bench_scale;
+mod chaos;
 mod deploy_files;
 mod host_lifecycle;
 mod host_process;
@@ -16,5 +18,6 @@ mod messaging;
 mod sim_lifecycle;
 mod sim_pairing;
 mod store_conformance;
+mod store_fault;
 mod store_wrappers;
 mod support;

@@ -3,8 +3,6 @@
 //! 1:1 and through a group; what the tenant receives is durable in its store inbox, what it sends
 //! is decrypted by the phone.
 
-use std::time::Duration;
-
 use staylinked::host::Host;
 use staylinked::host::state::TenantCommand;
 use staylinked::sim::Server;

@@ -24,6 +24,8 @@ pub(super) const OFFLINE_END_DELAY: Duration = Duration::from_millis(50);
 pub(super) const BATCH_WAIT: Duration = Duration::from_secs(2);
 /// How long a batch may stay unanswered before the end marker goes out anyway.
 pub(super) const DRAIN_WAIT: Duration = Duration::from_secs(3);
+/// Retry receipts a phone sends per undecryptable message.
+const MAX_PHONE_RETRIES: u32 = 2;
 
 /// A receipt as a client (or a phone) sends it.
 #[derive(Debug, Clone)]
@@ -213,14 +215,18 @@ impl Sim {
         let Ok(msg) = parse_message(node) else { return };
         let Some(phone) = self.phones.get_mut(user) else { return };
         let outcome = phone.receive(&msg, &mut self.rng);
-        match outcome {
-            Received::New => self.stats.phone_decrypted += 1,
-            Received::Duplicate => {}
+        let retry = match outcome {
+            Received::New => {
+                self.stats.phone_decrypted += 1;
+                None
+            }
+            Received::Duplicate => None,
             Received::Failed => {
                 self.stats.phone_decrypt_failures += 1;
-                return;
+                let count = phone.next_retry(msg.sender(), &msg.id);
+                Some((count, phone.registration_id()))
             }
-        }
+        };
         if msg.is_peer() {
             return;
         }
@@ -230,7 +236,7 @@ impl Sim {
         } else {
             (msg.from.clone(), None)
         };
-        let receipt = OutReceipt {
+        let mut receipt = OutReceipt {
             id: msg.id.clone(),
             to,
             participant,
@@ -238,6 +244,21 @@ impl Sim {
             kind: if own { ReceiptType::Sender } else { ReceiptType::Delivery },
             children: Vec::new(),
         };
+        if let Some((count, registration_id)) = retry {
+            // Ask the sender for a resend, at most MAX_PHONE_RETRIES times per message.
+            if count > MAX_PHONE_RETRIES {
+                return;
+            }
+            receipt.kind = ReceiptType::Retry;
+            receipt.children = vec![
+                Node::new("retry")
+                    .attr("count", count.to_string())
+                    .attr("id", msg.id.as_str())
+                    .attr("t", msg.t.to_string())
+                    .attr("v", "1"),
+                Node::new("registration").bytes(registration_id.to_be_bytes().to_vec()),
+            ];
+        }
         self.forward_receipt(now, &Jid::new(user, Server::User), &receipt);
     }
 

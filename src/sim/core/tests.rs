@@ -631,3 +631,28 @@ fn malformed_message_closes_only_that_connection() {
     assert_eq!(n.decrypt_all(b1, &got), vec![(id, Some("still here".into()))]);
     assert!(!n.devs[b1].closed);
 }
+
+/// A phone that cannot decrypt asks the sending device for a resend (retry receipt with its
+/// registration id), at most twice, and decrypts the resend.
+#[test]
+fn phone_asks_for_retry_and_decrypts_resend() {
+    let mut n = Net::new();
+    let a1 = n.add_dev(A);
+    n.login(a1);
+    let junk = DeviceCiphertext { device: dev0(B), kind: EncType::Msg, ciphertext: vec![0x33; 40] };
+    let to = dev0(B);
+    n.send(a1, &dm_stanza("R1", &to, std::slice::from_ref(&junk), None));
+    let got = n.take(a1);
+    let retry = got.iter().find(|x| x.tag == "receipt").expect("retry receipt");
+    assert_eq!((retry.attr_str("type"), retry.attr_jid("from")), (Some("retry"), Some(dev0(B))));
+    assert_eq!(retry.child("retry").and_then(|r| r.attr_str("count")), Some("1"));
+    assert!(retry.child("registration").is_some());
+    for _ in 0..3 {
+        n.send(a1, &dm_stanza("R1", &to, std::slice::from_ref(&junk), None));
+    }
+    let more = n.take(a1).into_iter().filter(|x| x.tag == "receipt").count();
+    assert_eq!(more, 1, "one more retry, then the phone gives up");
+    n.send_dm(a1, B, &[dev0(B)], "resent");
+    assert!(n.sim.phone_inbox(B).unwrap().iter().any(|m| m.text.as_deref() == Some("resent")));
+    assert_eq!(n.sim.stats().phone_decrypt_failures, 4);
+}
