@@ -20,7 +20,7 @@ use super::gateway::{Gateway, GatewayEnv, Proc, spawn_sim};
 use super::http::{self, Response};
 use super::plan::{self, Cycle, Disruption};
 use super::report::{ChaosReport, Machine, SimCounts, Spread};
-use super::traffic::{Ledger, Outcome, count_texts};
+use super::traffic::{Ledger, Outcome, count_distinct_ids};
 use super::{ChaosError, ChaosOptions, ChaosStore};
 use crate::store::{Store, StoreError, SystemClock, crypt};
 use crate::types::TenantId;
@@ -103,6 +103,12 @@ impl Driver {
             ("STAYLINKED_LEASE_TTL", secs(o.lease_ttl)),
             ("STAYLINKED_HELD_RETRY", "1s".to_owned()),
             ("STAYLINKED_CONNECT_STAGGER_MS", "2".to_owned()),
+            // Outbox pacing compressed so sends happen between the disruptions (the product's
+            // defaults wait 10 s after each connect and space sends 1-3 s apart).
+            ("STAYLINKED_SEND_WARMUP", "200ms".to_owned()),
+            ("STAYLINKED_SEND_GAP_MIN", "20ms".to_owned()),
+            ("STAYLINKED_SEND_GAP_MAX", "100ms".to_owned()),
+            ("STAYLINKED_SEND_PER_MINUTE", "600".to_owned()),
             ("RUST_LOG", std::env::var("CHAOS_GATEWAY_LOG").unwrap_or_else(|_| "info".to_owned())),
         ];
         match &o.store {
@@ -140,7 +146,7 @@ impl Driver {
             o.cycles,
             o.seed,
             o.store.name(),
-            if o.messages { " --messages" } else { "" }
+            if o.messages { "" } else { " --messages false" }
         );
         let mut d = Self {
             env,
@@ -677,8 +683,7 @@ impl Driver {
                 .unwrap_or(0)
                 .saturating_sub(st["messages_delivered"].as_u64().unwrap_or(0));
             let v = self.admin_ok("GET", &format!("/phones/{}/inbox", self.peer), None).await?;
-            let mut seen = BTreeMap::new();
-            count_texts(&v, &self.prefix(), &mut seen);
+            let seen = count_distinct_ids(&v, &self.prefix());
             let missing = self.t2p.missing(&seen).len();
             if (missing == 0 && pending == 0) || Instant::now() >= deadline {
                 let f = self.t2p.tally(&seen);

@@ -59,6 +59,20 @@ impl Ledger {
     }
 }
 
+/// Counts, per text, the distinct message ids in a phone inbox (`{"messages":[{"id","text"}]}`):
+/// a phone shows a message id once, so a resend that reuses the id is not a duplicate, while a
+/// second id with the same text is.
+pub(crate) fn count_distinct_ids(v: &serde_json::Value, prefix: &str) -> BTreeMap<String, usize> {
+    let mut ids: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    for m in v["messages"].as_array().map(Vec::as_slice).unwrap_or_default() {
+        if let Some(t) = m["text"].as_str().filter(|t| t.starts_with(prefix)) {
+            let id = m["id"].as_str().unwrap_or_default().to_owned();
+            ids.entry(t.to_owned()).or_default().insert(id);
+        }
+    }
+    ids.into_iter().map(|(t, s)| (t, s.len())).collect()
+}
+
 /// Counts every string under a `"text"` key anywhere in `v` that starts with `prefix`.
 pub(crate) fn count_texts(v: &serde_json::Value, prefix: &str, into: &mut BTreeMap<String, usize>) {
     match v {
@@ -118,6 +132,16 @@ mod tests {
         let f = l.tally(&seen);
         assert_eq!((f.sent, f.unknown, f.delivered, f.lost, f.duplicated), (3, 2, 1, 1, 2), "{f:?}");
         assert_eq!(l.missing(&seen), vec!["c"]);
+    }
+
+    /// A phone inbox counts distinct ids: the same id twice is one message, a new id is another.
+    #[test]
+    fn phone_inbox_counts_distinct_ids() {
+        let v = serde_json::json!({"messages":[
+            {"id":"A","text":"chaos-1"},{"id":"A","text":"chaos-1"},{"id":"B","text":"chaos-2"},{"id":"C","text":"chaos-2"}
+        ]});
+        let seen = count_distinct_ids(&v, "chaos-");
+        assert_eq!((seen.get("chaos-1"), seen.get("chaos-2")), (Some(&1), Some(&2)));
     }
 
     /// Texts are found at any depth under `"text"` keys, filtered by prefix.
