@@ -2,7 +2,8 @@
 // libsignal) as independent clients, and the simulator's phones as Signal peers.
 //   two accounts, one Baileys companion each (QR pairing via the admin API), then:
 //   1:1 both ways, phone -> Baileys, Baileys -> phone (phone inbox), a group message both ways,
-//   and a message queued while a Baileys companion was offline, delivered after it reconnects.
+//   a message queued while a Baileys companion was offline, delivered after it reconnects, and a
+//   corrupted delivery recovered through Baileys' retry receipt.
 // Usage: node scripts/interop/messaging.mjs [path/to/staylinked]
 // Exits 0 on success; on any miss, or after OVERALL_MS, prints the failed step and exits 1.
 //
@@ -93,6 +94,7 @@ class BaileysParticipant {
     this.jid = userJid(phone);
     this.received = [];
     this.updates = [];
+    this.groups = [];
     this.sent = new Map();
     this.sock = null;
     this.authDir = mkdtempSync(join(tmpdir(), `staylinked-msg-${name}-`));
@@ -150,6 +152,7 @@ class BaileysParticipant {
           });
         }
       });
+      sock.ev.on('groups.upsert', (gs) => { for (const g of gs) this.groups.push(g.id); });
       sock.ev.on('messages.update', (ups) => {
         for (const u of ups) if (u.update?.status != null) this.updates.push({ id: u.key.id, status: u.update.status });
       });
@@ -235,6 +238,7 @@ log('phone A -> B ok (B1 decrypted, A1 got the DSM, receipts recorded)');
 
 step = 'group';
 const group = (await adminOk('POST', '/groups', { subject: 'interop', participants: [PHONE_A, PHONE_B] })).jid;
+await waitFor('B1 to hear of the new group (w:gp2 create)', () => b1.groups.includes(group));
 const g1 = await a1.send(group, 'group hello from A1');
 await gotText(b1, g1, 'group hello from A1');
 const g2 = await phoneB.send(group, 'group hello from phone B');
@@ -244,6 +248,8 @@ log('group ok (A1 -> group reached B1; phone B -> group reached A1 and B1)');
 
 step = 'offline queue';
 await b1.stop();
+await waitFor('the simulator to see B1 offline',
+  async () => (await adminOk('GET', `/phones/${PHONE_B}/devices`)).devices.every((d) => !d.online));
 const m4 = await phoneA.send(phoneB.jid, 'queued while B1 was away');
 const m5 = await a1.send(phoneB.jid, 'also queued, from A1');
 await waitFor('the simulator to queue both', async () => (await adminOk('GET', '/stats')).messages_queued >= 2);
@@ -255,11 +261,23 @@ const stats = await adminOk('GET', '/stats');
 if (stats.offline_redelivered < 2) fail(`expected >= 2 offline redeliveries, stats ${JSON.stringify(stats)}`);
 log('offline queue ok (B1 reconnected and decrypted both queued messages)');
 
+step = 'retry after a corrupted delivery';
+const b1Device = (await adminOk('GET', `/phones/${PHONE_B}/devices`)).devices[0].device_jid;
+await adminOk('POST', '/faults', { device_jid: b1Device, fault: 'corrupt_next_message' }, [204]);
+const m6 = await a1.send(phoneB.jid, 'survives a retry');
+// Baileys waits 5 s before its retry receipt (transcript quirk 5), then A1 resends.
+await gotText(b1, m6, 'survives a retry');
+const after = await adminOk('GET', '/stats');
+if (after.corrupted < 1 || after.retry_receipts <= stats.retry_receipts) {
+  fail(`expected a corrupted copy and a new retry receipt, stats ${JSON.stringify(after)}`);
+}
+log('retry ok (corrupted copy -> B1 retry receipt -> A1 resend -> B1 decrypted)');
+
 step = 'done';
 finished = true;
 clearTimeout(overall);
-log('stats', JSON.stringify(stats));
+log('stats', JSON.stringify(after));
 cleanup();
 await new Promise((r) => sim.once('exit', r));
-log('OK: 1:1 both ways, phone <-> Baileys, group both ways, offline queue after reconnect');
+log('OK: 1:1 both ways, phone <-> Baileys, group both ways, offline queue after reconnect, retry');
 process.exit(0);

@@ -247,6 +247,14 @@ impl Actor {
                 let r = self.configure(webhook_url, webhook_secret, pacing).await;
                 let _ = reply.send(r);
             }
+            TenantCommand::Typing { to, composing, reply } => {
+                let r = match client.send_chatstate(clock::now(), &to, composing) {
+                    Ok(()) => Ok(()),
+                    Err(wa::SendError::InvalidRecipient(r)) => Err(CommandError::InvalidRecipient(r)),
+                    Err(_) => Err(CommandError::NotConnected),
+                };
+                let _ = reply.send(r);
+            }
             TenantCommand::Logout { reply } if self.creds.is_none() => {
                 let _ = reply.send(Err(CommandError::NotLinked));
             }
@@ -267,7 +275,8 @@ impl Actor {
                     TenantCommand::Logout { reply }
                     | TenantCommand::Link { reply, .. }
                     | TenantCommand::SendText { reply, .. }
-                    | TenantCommand::Configure { reply, .. } => reply,
+                    | TenantCommand::Configure { reply, .. }
+                    | TenantCommand::Typing { reply, .. } => reply,
                 };
                 // The connection ends with LocalLogout; keys are cleared by the policy step. Not
                 // logged in yet: log out as soon as it is (a local-only close would leave the

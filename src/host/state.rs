@@ -246,6 +246,16 @@ pub enum TenantCommand {
         /// Outcome of the hand-off.
         reply: oneshot::Sender<Result<(), CommandError>>,
     },
+    /// Show (or clear) the typing indicator in the chat with `to` (the outbox's optional typing
+    /// presence before a message). [`CommandError::NotConnected`] when not online.
+    Typing {
+        /// Recipient, as for [`TenantCommand::SendText`].
+        to: String,
+        /// `true`: typing; `false`: stopped.
+        composing: bool,
+        /// Answered once the stanza is queued.
+        reply: oneshot::Sender<Result<(), CommandError>>,
+    },
     /// Change the tenant's webhook URL, webhook secret or pacing overrides (each `Some`
     /// replaces the stored value; the status doc is rewritten). Refused with
     /// [`CommandError::LeaseHeld`] while another process owns the tenant.

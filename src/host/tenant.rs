@@ -535,7 +535,7 @@ impl Actor {
                 let _ = reply.send(r);
                 if ok { Wake::Reconnect } else { Wake::Stay }
             }
-            TenantCommand::SendText { reply, .. } => {
+            TenantCommand::SendText { reply, .. } | TenantCommand::Typing { reply, .. } => {
                 let _ = reply.send(Err(CommandError::NotConnected));
                 Wake::Stay
             }

@@ -31,6 +31,8 @@ const REFILL: u32 = 20;
 const LOW_WATER: usize = 5;
 /// Most inbox entries kept per phone (oldest dropped first).
 const MAX_INBOX: usize = 10_000;
+/// Most (sender, id) pairs remembered for deduplication before the memory is reset.
+const MAX_SEEN: usize = 100_000;
 /// Most sent entries kept per phone (oldest dropped first).
 const MAX_SENT: usize = 10_000;
 
@@ -364,6 +366,9 @@ impl Phone {
         if failed {
             self.failures += 1;
             return Received::Failed;
+        }
+        if self.seen.len() >= MAX_SEEN {
+            self.seen.clear();
         }
         self.seen.insert(key);
         if text.is_some() && !msg.is_peer() {

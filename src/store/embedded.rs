@@ -191,11 +191,16 @@ fn with_row<T>(
     with_row_durability(inner, tenant, op, redb::Durability::Immediate, f)
 }
 
-/// [`with_row`] for writes that are not deltas (updates of the status doc, lifecycle events):
-/// committed without an fsync of their own, so they become durable with the next durable commit
-/// (a delta, a lease change) or at close. A crash can lose the latest status/event update, never
-/// a delta, a lease or a tenant's creation. Each fsync'd commit costs ~0.3 ms and they serialise, so four of them per tenant
-/// dominated a 1,000-tenant cold start (`staylinked bench scale`).
+/// [`with_row`] for writes that are not deltas (updates of the status doc, lifecycle events,
+/// lease changes): committed without an fsync of their own, so they become durable with the
+/// next durable commit (a delta) or when the database closes. A crash can lose the latest of
+/// these updates, never a delta or a tenant's creation. Leases stay safe: the redb file is
+/// locked by one process, so fencing across processes is the file lock's job here; a delta
+/// committed under an epoch makes that epoch durable with it, and a lost epoch bump had no
+/// durable write under it, so reusing its number fences nothing that exists. A lost release
+/// only delays the next start until the lease expires. Each fsync'd commit costs 0.3 ms to
+/// hundreds of ms on a busy disk and they serialise, so five of them per tenant dominated a
+/// 1,000-tenant cold start and the SIGTERM flush (`staylinked bench scale`).
 fn with_row_lazy<T>(
     inner: &Inner,
     tenant: &TenantId,
@@ -347,7 +352,7 @@ impl Store for EmbeddedStore {
         let (tenant, holder) = (tenant.clone(), holder.to_owned());
         self.blocking("acquire lease", move |inner| {
             let now = inner.clock.now_ms();
-            with_row(inner, &tenant, "acquire lease", |row, _| {
+            with_row_lazy(inner, &tenant, "acquire lease", |row, _| {
                 let l = lease::acquire(&tenant, row.lease.as_ref(), &holder, ttl, now)?;
                 row.lease = Some(l.clone());
                 Ok(l)
@@ -365,7 +370,7 @@ impl Store for EmbeddedStore {
         let (tenant, presented) = (tenant.clone(), presented.clone());
         self.blocking("renew lease", move |inner| {
             let now = inner.clock.now_ms();
-            with_row(inner, &tenant, "renew lease", |row, _| {
+            with_row_lazy(inner, &tenant, "renew lease", |row, _| {
                 let l = lease::renew(&tenant, row.lease.as_ref(), &presented, ttl, now)?;
                 row.lease = Some(l.clone());
                 Ok(l)
@@ -377,7 +382,7 @@ impl Store for EmbeddedStore {
     async fn release_lease(&self, tenant: &TenantId, presented: &Lease) -> Result<(), StoreError> {
         let (tenant, presented) = (tenant.clone(), presented.clone());
         self.blocking("release lease", move |inner| {
-            with_row(inner, &tenant, "release lease", |row, _| {
+            with_row_lazy(inner, &tenant, "release lease", |row, _| {
                 row.lease = Some(lease::release(&tenant, row.lease.as_ref(), &presented)?);
                 Ok(())
             })

@@ -263,7 +263,7 @@ async fn phone_inbox(sim: &staylinked::sim::Server, phone: &str) -> Vec<(String,
 
 /// End to end over real sockets: messages queued through the API (held back by a long
 /// warm-up) survive a SIGTERM-like shutdown and a crash, then reach the peer phone exactly
-/// once each with the ids the API returned; their status moves past `sent`, `message.status`
+/// once each with the ids the API returned (typing presence on, which the server ignores); their status moves past `sent`, `message.status`
 /// webhooks arrive, and a text from the phone arrives as a signed `message.received` webhook
 /// whose inbox item is deleted once delivered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -281,8 +281,9 @@ async fn api_messages_end_to_end_exactly_once() {
     sim.with_sim(move |s, _| s.add_phone(&p, "peer")).await.unwrap().unwrap();
 
     let host = boot("e1").await.unwrap();
-    let body =
-        format!(r#"{{"id":"e2e","webhook_url":"http://{addr}/hook/e2e","pacing":{{"warmup_ms":600000}}}}"#);
+    let body = format!(
+        r#"{{"id":"e2e","webhook_url":"http://{addr}/hook/e2e","pacing":{{"warmup_ms":600000,"typing":true}}}}"#
+    );
     let secret = create_and_link(&host, &sim, "e2e", &body, "15550105050").await;
     let queue = |host: &Host, text: &str| {
         let body = format!(r#"{{"to":"{peer}","text":"{text}"}}"#);
@@ -303,8 +304,14 @@ async fn api_messages_end_to_end_exactly_once() {
 
     let host = boot("e3").await.unwrap();
     wait_state(&host, &tid("e2e"), TenantState::Connected).await;
-    let r =
-        http(host.api_addr(), "PATCH", "/v1/tenants/e2e", Some(r#"{"pacing":{"warmup_ms":0}}"#), &[]).await;
+    let r = http(
+        host.api_addr(),
+        "PATCH",
+        "/v1/tenants/e2e",
+        Some(r#"{"pacing":{"warmup_ms":0,"typing":true}}"#),
+        &[],
+    )
+    .await;
     assert_eq!(r.status, 200, "{:?}", r.json());
     let got = poll("peer phone gets all three", || async {
         let v = phone_inbox(&sim, &peer).await;
@@ -341,5 +348,47 @@ async fn api_messages_end_to_end_exactly_once() {
         .await;
     // The inbound round trip came after every send: a duplicate would be in the inbox by now.
     assert_eq!(phone_inbox(&sim, &peer).await.len(), 3, "a message went out twice");
+    host.shutdown().await;
+}
+
+/// A message received while the tenant's endpoint fails stays in the durable inbox across a
+/// restart and is delivered (same event id = inbox id) by the next process, which then deletes
+/// the inbox item.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_webhooks_redeliver_inbox_after_restart() {
+    let sim = sim().await;
+    let store = mem_store();
+    let (rx, addr) = Receiver::start().await;
+    rx.failing.lock().unwrap().insert("rd".into());
+    let peer = phone(8888);
+    let p = peer.clone();
+    sim.with_sim(move |s, _| s.add_phone(&p, "peer")).await.unwrap().unwrap();
+    let host = start(&sim, &store, "r1").await;
+    let body = format!(r#"{{"id":"rd","webhook_url":"http://{addr}/hook/rd"}}"#);
+    let secret = create_and_link(&host, &sim, "rd", &body, "15550106060").await;
+    let (p, own) = (peer.clone(), "15550106060".to_owned());
+    sim.with_sim(move |s, now| s.phone_send(now, &p, &own, "while down")).await.unwrap().unwrap();
+    let inbox = poll("inbox item", || async {
+        let v = store.list_inbox(&tid("rd")).await.unwrap();
+        (!v.is_empty()).then_some(v)
+    })
+    .await;
+    poll("a failed attempt", || async { (!rx.hits("rd").is_empty()).then_some(()) }).await;
+    host.shutdown().await;
+    assert_eq!(store.list_inbox(&tid("rd")).await.unwrap().len(), 1, "inbox item lost at shutdown");
+
+    rx.failing.lock().unwrap().clear();
+    let host = start(&sim, &store, "r2").await;
+    let hit = poll("redelivered message.received", || async {
+        rx.delivered("rd").into_iter().find(|h| h.json()["event"] == "message.received")
+    })
+    .await;
+    assert_eq!(hit.id, inbox[0].id);
+    assert_eq!(hit.json()["data"]["message"]["text"], "while down");
+    assert!(verify(secret.as_bytes(), &hit.body, &hit.signature));
+    poll("inbox drained", || async { store.list_inbox(&tid("rd")).await.unwrap().is_empty().then_some(()) })
+        .await;
+    let received = rx.delivered("rd").iter().filter(|h| h.json()["event"] == "message.received").count();
+    assert_eq!(received, 1);
     host.shutdown().await;
 }

@@ -336,8 +336,17 @@ impl Task {
         let Some(e) = self.next_queued() else { return };
         let (id, to, text) = (e.id.clone(), e.record.to.clone(), e.record.text.clone());
         let commands = self.commands.clone();
+        let typing = self.pacer.rules().typing.then(|| typing_time(&text));
         tracing::debug!(msg_id = %id, "outbox hand-off");
         self.in_flight = Some(Box::pin(async move {
+            if let Some(pause) = typing {
+                // Best effort: a refused indicator never holds the message back.
+                let (reply, rx) = oneshot::channel();
+                let cmd = TenantCommand::Typing { to: to.clone(), composing: true, reply };
+                if commands.send(cmd).await.is_ok() && matches!(rx.await, Ok(Ok(()))) {
+                    tokio::time::sleep(pause).await;
+                }
+            }
             let (reply, rx) = oneshot::channel();
             let cmd = TenantCommand::SendText { id: id.clone(), to, text, reply };
             let r = tokio::time::timeout(SEND_TIMEOUT, async {
@@ -495,6 +504,13 @@ impl Task {
             }
         }
     }
+}
+
+/// How long "typing…" shows before a message: about a fast typist's pace, 0.5 s to 3 s.
+pub fn typing_time(text: &str) -> Duration {
+    let chars = u32::try_from(text.chars().count()).unwrap_or(u32::MAX);
+    (Duration::from_millis(300) + Duration::from_millis(25).saturating_mul(chars))
+        .clamp(Duration::from_millis(500), Duration::from_secs(3))
 }
 
 async fn poll_in_flight(f: &mut Option<SendFuture>) -> (String, Result<(), CommandError>) {

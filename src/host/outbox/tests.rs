@@ -24,6 +24,8 @@ struct Fixture {
     tenant: TenantId,
     view: watch::Sender<TenantView>,
     sent: Arc<Mutex<Vec<Sent>>>,
+    /// Typing indicators shown: recipient, virtual time.
+    typed: Arc<Mutex<Vec<(String, tokio::time::Instant)>>>,
     /// Answers to give, in order; `Ok` once the script is empty.
     script: Arc<Mutex<VecDeque<Result<(), CommandError>>>>,
     cancel: CancellationToken,
@@ -47,6 +49,7 @@ impl Fixture {
             tenant,
             view,
             sent: Arc::default(),
+            typed: Arc::default(),
             script: Arc::default(),
             cancel: CancellationToken::new(),
             tasks: tokio::task::JoinSet::new(),
@@ -70,13 +73,21 @@ impl Fixture {
             },
         );
         self.tasks.spawn(task);
-        let (sent, script) = (Arc::clone(&self.sent), Arc::clone(&self.script));
+        let (sent, script, typed) =
+            (Arc::clone(&self.sent), Arc::clone(&self.script), Arc::clone(&self.typed));
         self.tasks.spawn(async move {
             while let Some(cmd) = cmd_rx.recv().await {
-                if let TenantCommand::SendText { id, to, reply, .. } = cmd {
-                    let answer = script.lock().unwrap().pop_front().unwrap_or(Ok(()));
-                    sent.lock().unwrap().push((id, to, tokio::time::Instant::now()));
-                    let _ = reply.send(answer);
+                match cmd {
+                    TenantCommand::SendText { id, to, reply, .. } => {
+                        let answer = script.lock().unwrap().pop_front().unwrap_or(Ok(()));
+                        sent.lock().unwrap().push((id, to, tokio::time::Instant::now()));
+                        let _ = reply.send(answer);
+                    }
+                    TenantCommand::Typing { to, composing: true, reply } => {
+                        typed.lock().unwrap().push((to, tokio::time::Instant::now()));
+                        let _ = reply.send(Ok(()));
+                    }
+                    _ => {}
                 }
             }
         });
@@ -280,4 +291,32 @@ async fn enqueue_needs_link_and_lease() {
     );
     assert!(f.store.list_outbox(&f.tenant).await.unwrap().is_empty());
     f.stop().await;
+}
+
+/// With typing presence on, each message is preceded by a typing indicator to the same chat,
+/// shown for `typing_time(text)` before the hand-off; with it off, none is shown.
+#[tokio::test(start_paused = true)]
+async fn typing_precedes_each_message() {
+    let mut f = Fixture::new().await;
+    let rules = Pacing { warmup: Duration::ZERO, typing: true, ..Pacing::default() };
+    let h = f.start(rules).await;
+    f.set_state(TenantState::Connected);
+    for to in ["15550011", "15550012"] {
+        h.enqueue(to.into(), "a short text".into()).await.unwrap();
+    }
+    let sent = f.wait_sent(2, Duration::from_secs(60)).await;
+    let typed = f.typed.lock().unwrap().clone();
+    assert_eq!(typed.len(), 2);
+    for (s, t) in sent.iter().zip(&typed) {
+        assert_eq!(s.1, t.0, "typing shown in another chat");
+        assert!(s.2 - t.1 >= typing_time("a short text"), "typed for {:?}", s.2 - t.1);
+    }
+    f.stop().await;
+    let mut g = Fixture::new().await;
+    let h = g.start(Pacing { warmup: Duration::ZERO, ..Pacing::default() }).await;
+    g.set_state(TenantState::Connected);
+    h.enqueue("15550013".into(), "x".into()).await.unwrap();
+    g.wait_sent(1, Duration::from_secs(60)).await;
+    assert!(g.typed.lock().unwrap().is_empty());
+    g.stop().await;
 }

@@ -117,11 +117,19 @@ impl Worker {
         let mut lane_open = true;
         let mut failures = 0u32;
         let mut view_rx = view.clone();
+        // Delivered inbox items whose delete has not been committed yet (no lease yet, or the
+        // store failed); retried on every view change and after every delivery.
+        let mut acks: Vec<String> = Vec::new();
         loop {
             let Some(head) = queue.front().cloned() else {
                 tokio::select! {
                     () = cancel.cancelled() => return,
-                    changed = view_rx.changed() => if changed.is_err() { return },
+                    changed = view_rx.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        ack_inbox(&store, &tenant, &view, &mut acks).await;
+                    }
                     ev = lane.recv(), if lane_open => match ev {
                         Some(ev) => push(&mut queue, &ev, &mut rng),
                         None => lane_open = false,
@@ -148,12 +156,17 @@ impl Worker {
                     queue.pop_front();
                     tracing::debug!(event = %head.event, event_id = %head.id, "webhook delivered");
                     if let Some(inbox_id) = &head.inbox_id {
-                        ack_inbox(&store, &tenant, &view, inbox_id).await;
+                        acks.push(inbox_id.clone());
                     }
+                    ack_inbox(&store, &tenant, &view, &mut acks).await;
                 }
                 Attempt::NoUrl => {
                     // Nowhere to deliver: drop it (received messages stay in the inbox).
                     queue.pop_front();
+                }
+                Attempt::Failed(_) if view.has_changed().is_err() => {
+                    // The tenant was deleted: nobody will ever want these events.
+                    return;
                 }
                 Attempt::Failed(why) => {
                     failures = failures.saturating_add(1);
@@ -242,18 +255,70 @@ async fn deliver(
     }
 }
 
-/// Deletes a delivered inbox item (fenced by the tenant's lease). Best effort: without the
-/// lease, or if the store fails, the item stays and is redelivered at the next cold start
-/// (at-least-once; the event id lets the receiver deduplicate).
+/// Deletes delivered inbox items (one batch, fenced by the tenant's lease). Without the lease,
+/// or if the store fails, they stay pending here (and in the store: a restart meanwhile
+/// redelivers them — at least once; the event id lets the receiver deduplicate).
 async fn ack_inbox(
     store: &Arc<dyn Store>,
     tenant: &TenantId,
     view: &watch::Receiver<TenantView>,
-    inbox_id: &str,
+    acks: &mut Vec<String>,
 ) {
+    if acks.is_empty() {
+        return;
+    }
     let Some(fence) = view.borrow().lease_epoch.map(FencingToken) else { return };
-    let batch = DeltaBatch::new().with(Delta::InboxDelete(inbox_id.to_owned()));
-    if let Err(e) = store.commit(tenant, fence, &batch).await {
-        tracing::warn!(error = %e, "inbox delete after delivery failed; it will be redelivered");
+    let mut batch = DeltaBatch::new();
+    for id in acks.iter() {
+        batch.push(Delta::InboxDelete(id.clone()));
+    }
+    match store.commit(tenant, fence, &batch).await {
+        Ok(()) => acks.clear(),
+        Err(e) => {
+            tracing::warn!(error = %e, pending = acks.len(), "inbox delete after delivery failed; retried later");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng as _;
+
+    use super::*;
+    use crate::host::webhook::verify;
+
+    /// Retry delays grow exponentially from the base, never exceed the cap, and are jittered.
+    #[test]
+    fn retry_delay_grows_and_caps() {
+        let c = WebhookConfig {
+            timeout: Duration::from_secs(1),
+            retry_base: Duration::from_secs(1),
+            retry_max: Duration::from_secs(60),
+        };
+        assert_eq!(retry_delay(&c, 1, 1.0), Duration::from_secs(1));
+        assert_eq!(retry_delay(&c, 4, 1.0), Duration::from_secs(8));
+        assert_eq!(retry_delay(&c, 40, 1.0), Duration::from_secs(60));
+        assert_eq!(retry_delay(&c, 4, 0.5), Duration::from_secs(4));
+        assert_eq!(retry_delay(&c, 4, 0.0), Duration::from_millis(1));
+    }
+
+    /// The body carries event, tenant, data, id and timestamp; the signature covers exactly
+    /// those bytes; an inbox event keeps its inbox id as the event id.
+    #[test]
+    fn rendered_body_is_signed() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let v = serde_json::json!({"event": "message.received", "data": {"inbox_id": "i1", "message": {}}});
+        let p = Pending::from_value(v, Some("i1".into()), &mut rng).unwrap();
+        let t = TenantId::new("acme").unwrap();
+        let (body, sig) = render(&t, &p, Some(b"whsec_x"), 1_700_000_000);
+        let j: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(j["event"], "message.received");
+        assert_eq!((j["tenant"].as_str(), j["id"].as_str()), (Some("acme"), Some("i1")));
+        assert_eq!(j["timestamp"], 1_700_000_000u64);
+        assert_eq!(j["data"]["inbox_id"], "i1");
+        assert!(verify(b"whsec_x", &body, &sig.unwrap()));
+        let (_, none) = render(&t, &p, None, 1);
+        assert!(none.is_none());
+        assert!(Pending::from_value(serde_json::json!({"data": 1}), None, &mut rng).is_none());
     }
 }

@@ -111,6 +111,7 @@ impl Sim {
     /// Fans a relayed message out to every target device.
     pub(super) fn route(&mut self, now: Instant, sender: &Jid, relay: &RelayMessage) {
         self.stats.messages_routed += 1;
+        tracing::debug!(msg_id = %relay.id, targets = relay.targets.len(), "sim routing message");
         let t = self.unix(now);
         let targets: Vec<Jid> = if relay.to.is_group() {
             match &relay.participant {

@@ -10,6 +10,7 @@ use std::time::Instant;
 use super::{AdminError, ConnId, Sim, iq_result};
 use crate::sim::group::Group;
 use crate::sim::phone::{InboxEntry, SentEntry};
+use crate::sim::queue::Class;
 use crate::wa::binary::{Content, Node};
 use crate::wa::jid::{Jid, Server};
 use crate::wa::message::{
@@ -167,11 +168,28 @@ impl Sim {
         let id = format!("120363{:012}", self.next_group);
         self.next_group += 1;
         let creation = self.unix(now);
-        self.groups.insert(
-            id.clone(),
-            Group { id: id.clone(), subject: subject.to_owned(), creator, creation, members: list },
-        );
+        let group = Group { id: id.clone(), subject: subject.to_owned(), creator, creation, members: list };
+        self.notify_group_created(&group, creation);
+        self.groups.insert(id.clone(), group);
         Ok(id)
+    }
+
+    /// `<notification type="w:gp2"><create><group …/></create>` to every member companion
+    /// (queued like messages; Baileys emits `groups.upsert` from it).
+    fn notify_group_created(&mut self, group: &Group, t: u64) {
+        let id = self.next_stanza_id();
+        let node = Node::new("notification")
+            .attr("from", group.jid())
+            .attr("type", "w:gp2")
+            .attr("id", id.as_str())
+            .attr("participant", Jid::new(group.creator.clone(), Server::User))
+            .attr("t", t.to_string())
+            .children([Node::new("create").children([group.node()])]);
+        let devices: Vec<Jid> =
+            group.members.iter().flat_map(|m| self.user_devices(m)).filter(|d| d.device != 0).collect();
+        for d in devices {
+            self.enqueue(&d.user, d.device, Class::Notification, &id, node.clone());
+        }
     }
 
     // ---------------------------------------------------------------- phones (admin)

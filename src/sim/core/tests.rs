@@ -501,6 +501,17 @@ fn group_fan_out_both_ways() {
     }
     let gid =
         n.sim.create_group(n.now, "team", &[A.into(), format!("{B}@s.whatsapp.net"), C.into()]).unwrap();
+    n.pump();
+    for d in [a1, b1, c1] {
+        let note = n.take(d);
+        assert_eq!(note[0].attr_str("type"), Some("w:gp2"), "every member companion hears of the group");
+        let ack = Node::new("ack")
+            .attr("class", "notification")
+            .attr("id", note[0].attr_str("id").unwrap())
+            .attr("to", note[0].attr_value("from").unwrap().clone());
+        n.send(d, &ack);
+        assert_eq!(n.sim.queued(&n.devs[d].jid.to_string()).unwrap(), 0, "acked notification left the queue");
+    }
     let group = j(&gid);
     n.send(
         b1,
@@ -655,4 +666,155 @@ fn phone_asks_for_retry_and_decrypts_resend() {
     n.send_dm(a1, B, &[dev0(B)], "resent");
     assert!(n.sim.phone_inbox(B).unwrap().iter().any(|m| m.text.as_deref() == Some("resent")));
     assert_eq!(n.sim.stats().phone_decrypt_failures, 4);
+}
+
+/// `w:g2` create from a companion: the creator and the listed users become members, the
+/// answer carries the `<group>` node, and unknown groups' metadata queries get a 404.
+#[test]
+fn group_create_iq_and_metadata() {
+    let mut n = Net::new();
+    let a1 = n.add_dev(A);
+    n.login(a1);
+    let create = Node::new("iq")
+        .attr("id", "c1")
+        .attr("type", "set")
+        .attr("xmlns", "w:g2")
+        .attr("to", "g.us")
+        .children([Node::new("create")
+            .attr("subject", "made by A1")
+            .attr("key", "k")
+            .children([Node::new("participant").attr("jid", dev0(B))])]);
+    n.send(a1, &create);
+    let got = n.take(a1);
+    let answer = got.iter().find(|x| x.attr_str("id") == Some("c1")).expect("create answered");
+    let g = answer.child("group").expect("group node");
+    assert_eq!((g.attr_str("subject"), g.attr_str("size")), (Some("made by A1"), Some("2")));
+    assert!(got.iter().any(|x| x.tag == "notification"), "the creator's device hears of it too");
+    let query = |to: Jid| {
+        Node::new("iq")
+            .attr("id", "q1")
+            .attr("type", "get")
+            .attr("xmlns", "w:g2")
+            .attr("to", to)
+            .children([Node::new("query")])
+    };
+    n.send(a1, &query(j("120363999999999999@g.us")));
+    let got = n.take(a1);
+    assert_eq!(got[0].attr_str("type"), Some("error"));
+}
+
+fn arb_stanza() -> impl proptest::strategy::Strategy<Value = Node> {
+    use proptest::prelude::*;
+    let tag = prop::sample::select(vec![
+        "message",
+        "receipt",
+        "ack",
+        "ib",
+        "iq",
+        "enc",
+        "to",
+        "participants",
+        "retry",
+        "list",
+        "item",
+        "offline_batch",
+        "key",
+        "user",
+        "usync",
+        "create",
+        "query",
+        "participant",
+    ]);
+    let key = prop::sample::select(vec![
+        "id",
+        "to",
+        "type",
+        "class",
+        "participant",
+        "recipient",
+        "category",
+        "xmlns",
+        "jid",
+        "count",
+        "v",
+        "subject",
+        "device_fanout",
+        "addressing_mode",
+    ]);
+    let value = prop::sample::select(vec![
+        "",
+        "1",
+        "x",
+        "retry",
+        "inactive",
+        "sender",
+        "message",
+        "receipt",
+        "notification",
+        "peer",
+        "pkmsg",
+        "msg",
+        "skmsg",
+        "usync",
+        "encrypt",
+        "w:g2",
+        "false",
+        "15550000002@s.whatsapp.net",
+        "15550000002:1@s.whatsapp.net",
+        "15550000001@s.whatsapp.net",
+        "120363000000000001@g.us",
+        "@s.whatsapp.net",
+        "g.us",
+        "1:99@lid",
+    ]);
+    let leaf = (
+        tag.clone(),
+        prop::collection::vec((key.clone(), value.clone()), 0..5),
+        prop::collection::vec(any::<u8>(), 0..40),
+    )
+        .prop_map(|(t, attrs, bytes)| {
+            let mut n = Node::new(t);
+            for (k, v) in attrs {
+                n.set_attr(k, v);
+            }
+            if bytes.is_empty() { n } else { n.bytes(bytes) }
+        });
+    leaf.prop_recursive(3, 24, 4, move |inner| {
+        (
+            tag.clone(),
+            prop::collection::vec((key.clone(), value.clone()), 0..5),
+            prop::collection::vec(inner, 0..4),
+        )
+            .prop_map(|(t, attrs, kids)| {
+                let mut n = Node::new(t);
+                for (k, v) in attrs {
+                    n.set_attr(k, v);
+                }
+                n.children(kids)
+            })
+    })
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+    /// Arbitrary stanzas from a logged-in companion never panic the simulator; at worst that
+    /// one connection is closed and the other device keeps working.
+    #[test]
+    fn arbitrary_stanzas_never_panic(stanzas in proptest::collection::vec(arb_stanza(), 1..6)) {
+        let mut n = Net::new();
+        let a1 = n.add_dev(A);
+        let b1 = n.add_dev(B);
+        n.login(a1);
+        n.login(b1);
+        for s in &stanzas {
+            n.send(a1, s);
+        }
+        n.advance(Duration::from_secs(5));
+        let _ = n.take(b1);
+        let id = n.sim.phone_send(n.now, A, B, "after junk").unwrap();
+        n.pump();
+        let got = n.take(b1);
+        let texts = n.decrypt_all(b1, &got);
+        proptest::prop_assert!(texts.contains(&(id, Some("after junk".into()))), "{texts:?}");
+    }
 }

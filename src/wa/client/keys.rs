@@ -269,6 +269,20 @@ impl KeyCache {
         out.push(KeyChange::Put { id: KeyId::SenderKeyMemory(group.to_owned()), value: KeyValue::new(json) });
     }
 
+    /// Forgets that `device` holds our sender keys (its session was rebuilt, so it may have
+    /// lost them): the next group send hands it an SKDM again (protocol/13 §4.8).
+    pub(crate) fn forget_skdm_device(&mut self, device: &str, out: &mut Vec<KeyChange>) {
+        for (group, set) in &mut self.sender_key_memory {
+            if set.remove(device) {
+                let json = serde_json::to_vec(set).unwrap_or_default();
+                out.push(KeyChange::Put {
+                    id: KeyId::SenderKeyMemory(group.clone()),
+                    value: KeyValue::new(json),
+                });
+            }
+        }
+    }
+
     /// Stores a user's device list fetched at `now`.
     pub(crate) fn put_devices(
         &mut self,

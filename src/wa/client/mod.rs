@@ -5,6 +5,7 @@
 //! No sockets, clocks or OS randomness here: the driver feeds bytes, `now` and commands, and
 //! drains [`Output`]s in order (a [`Output::Persist`] is a barrier) plus [`Client::poll_timeout`].
 
+mod chatstate;
 pub mod creds;
 pub mod keys;
 #[cfg(test)]

@@ -25,7 +25,7 @@ use crate::wa::message::{
 use crate::wa::noise::KeyPair;
 use crate::wa::signal::{
     self, PreKeySignalMessage, PublicKey, SenderKeyDistributionMessage, SenderKeyName, SenderKeyRecord,
-    SignalError, next_pre_key_id,
+    SignalDelta, SignalError, next_pre_key_id,
 };
 
 /// Retry receipts sent per message before giving up with a nack (Baileys and whatsmeow: 5).
@@ -48,7 +48,8 @@ impl Client {
         let msg = match parse_message(node) {
             Ok(m) => m,
             Err(e) => {
-                tracing::warn!(error = %e, "undecodable message stanza");
+                tracing::warn!("undecodable message stanza; nacked");
+                tracing::debug!(error = %e, "undecodable message stanza");
                 if let Ok(mut ack) = ack_for(node) {
                     ack.set_attr("error", "487");
                     self.send_node(&ack);
@@ -166,6 +167,7 @@ impl Client {
                 let local = self.local_identity();
                 let spk = self.signed_pre_key_record();
                 let keys = &self.msg.keys;
+                let had_session = keys.has_session(&addr);
                 let one_time = pk.pre_key_id().and_then(|id| keys.pre_keys.get(&id));
                 let d = signal::decrypt_prekey_message(
                     &local,
@@ -176,8 +178,13 @@ impl Client {
                     one_time,
                     &mut self.rng,
                 )?;
+                let rebuilt =
+                    had_session && d.deltas.iter().any(|x| matches!(x, SignalDelta::IdentityPut { .. }));
                 self.msg.keys.apply_signal(d.deltas, changes);
                 self.msg.keys.sessions.insert(addr, d.record);
+                if rebuilt {
+                    self.msg.keys.forget_skdm_device(&msg.sender().to_string(), changes);
+                }
                 Ok(d.plaintext)
             }
             EncType::Msg => {

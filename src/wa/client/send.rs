@@ -577,10 +577,13 @@ impl Client {
 
     fn report_failure(&mut self, job: &Job, reason: &str) {
         if let JobKind::Resend { device } = &job.kind {
-            tracing::warn!(msg_id = %job.id, device = device.device, reason, "retry resend failed");
+            tracing::warn!(msg_id = %job.id, device = device.device, "retry resend failed");
+            tracing::debug!(msg_id = %job.id, reason, "retry resend failure reason");
             return;
         }
-        tracing::warn!(msg_id = %job.id, reason, "send failed");
+        // The reason may name the recipient (personal data): full text at debug only.
+        tracing::warn!(msg_id = %job.id, "send failed");
+        tracing::debug!(msg_id = %job.id, reason, "send failure reason");
         self.outputs.push_back(Output::Event(Event::Status(StatusUpdate {
             id: job.id.clone(),
             chat: job.chat.to_string(),

@@ -563,9 +563,19 @@ impl Net {
             }
             (Some("encrypt"), Some("get")) if node.child("key").is_some() => {
                 let devices = parse_prekey_fetch(node).unwrap();
-                let bundles: Vec<(Jid, PreKeyBundle)> =
-                    devices.iter().map(|d| (d.clone(), self.take_bundle(d))).collect();
-                prekey_result(&id, &bundles)
+                match devices.iter().find(|d| !self.registry.contains_key(d)) {
+                    // An unknown device: the whole answer carries a per-user error.
+                    Some(unknown) => result().children([Node::new("list").children([Node::new("user")
+                        .attr("jid", unknown.clone())
+                        .children([Node::new("error")
+                            .attr("code", "404")
+                            .attr("text", "item-not-found")])])]),
+                    None => {
+                        let bundles: Vec<(Jid, PreKeyBundle)> =
+                            devices.iter().map(|d| (d.clone(), self.take_bundle(d))).collect();
+                        prekey_result(&id, &bundles)
+                    }
+                }
             }
             (Some("encrypt"), Some("set")) => {
                 self.register_upload(i, node);

@@ -12,6 +12,7 @@ use rand::SeedableRng;
 use self::harness::{Log, Net, assert_persist_before_visible, j};
 use super::*;
 use crate::wa::binary::Node;
+use crate::wa::jid::Jid;
 
 const A: &str = "15550000001";
 const B: &str = "15550000002";
@@ -343,6 +344,46 @@ fn restart_mid_conversation() {
     check_all(&net);
 }
 
+/// A device that lost every key (sessions and one-time prekeys) recovers through retry
+/// receipts: count 1 makes the sender re-fetch a bundle (whose prekey is gone too), count 2
+/// carries fresh keys, and the resend with those keys decrypts.
+#[test]
+fn lost_keys_recover_via_retries() {
+    let mut net = Net::new();
+    let a1 = net.companion(A, 1);
+    let b1 = net.companion(B, 1);
+    net.send_text(a1, "L1", B, "before");
+    net.send_text(b1, "L2", A, "reply");
+    net.devs[b1].store.clear();
+    assert!(net.restart(b1).is_empty());
+    net.send_text(a1, "L3", B, "after the loss");
+    assert_eq!(net.devs[b1].texts(), ["before", "after the loss"]);
+    let counts: Vec<String> = net.devs[b1]
+        .sent("receipt")
+        .iter()
+        .filter(|r| r.attr_str("type") == Some("retry"))
+        .map(|r| r.child("retry").unwrap().attr_str("count").unwrap().to_owned())
+        .collect();
+    assert_eq!(counts, ["1", "2"]);
+    // B1's new session also clears it from A's sender-key memory: a group send re-sends the SKDM.
+    let g = net.group("120363000000000003@g.us", &[A, B]);
+    net.send_text(a1, "L4", &g.to_string(), "group before");
+    net.devs[b1].store.clear();
+    assert!(net.restart(b1).is_empty());
+    net.send_text(b1, "L5", A, "i am new again");
+    net.send_text(a1, "L6", &g.to_string(), "group after");
+    let last = net.devs[a1].sent("message").pop().unwrap();
+    let skdm_to: Vec<Jid> = last
+        .child("participants")
+        .map(|p| p.child_nodes().iter().filter_map(|t| t.attr_jid("jid")).collect())
+        .unwrap_or_default();
+    assert_eq!(skdm_to, [net.devs[b1].jid.clone()]);
+    assert_eq!(net.devs[b1].texts().last().map(String::as_str), Some("group after"));
+    let retries = net.devs[b1].sent("receipt").iter().filter(|r| r.attr_str("type") == Some("retry")).count();
+    assert_eq!(retries, 2, "the group message needed no retry");
+    check_all(&net);
+}
+
 /// Messages queued while offline arrive after the preview → batch handshake, flagged offline,
 /// and the end marker gives `Ready`.
 #[test]
@@ -386,6 +427,41 @@ fn send_failures() {
         1,
     );
     assert_eq!(idle.send_text(now, "Y", B, "t"), Err(SendError::NotLoggedIn));
+}
+
+/// A send to a user without a fetchable bundle fails with a status; a server ack with an
+/// error marks the message failed; read and played receipts become statuses (and are acked).
+#[test]
+fn statuses_from_server() {
+    let mut net = Net::new();
+    let a1 = net.companion(A, 1);
+    let b1 = net.companion(B, 1);
+    net.send_text(a1, "U1", "15559999999", "nobody");
+    assert!(
+        statuses(&net, a1, "U1")
+            .iter()
+            .any(|s| matches!(s, MessageStatus::Failed(r) if r.contains("bundle"))),
+        "{:?}",
+        statuses(&net, a1, "U1")
+    );
+    assert!(!net.devs[a1].events().iter().any(|e| matches!(e, Event::Relayed { id, .. } if id == "U1")));
+    net.send_text(a1, "U2", B, "hi");
+    let now = net.now;
+    let nack = Node::new("ack").attr("class", "message").attr("id", "U2").attr("error", "479");
+    net.devs[a1].client.handle_node(now, &nack);
+    for (kind, want) in [("read", MessageStatus::Read), ("played", MessageStatus::Played)] {
+        let r = Node::new("receipt")
+            .attr("from", net.devs[b1].jid.clone())
+            .attr("id", "U2")
+            .attr("t", "5")
+            .attr("type", kind);
+        net.devs[a1].client.handle_node(now, &r);
+        net.drive();
+        assert_eq!(statuses(&net, a1, "U2").last(), Some(&want));
+        let ack = net.devs[a1].sent("ack").pop().unwrap();
+        assert_eq!((ack.attr_str("class"), ack.attr_str("type")), (Some("receipt"), Some(kind)));
+    }
+    assert!(statuses(&net, a1, "U2").contains(&MessageStatus::Failed("server error 479".into())));
 }
 
 /// A low prekey count notification triggers a refill upload (keys persisted first).
