@@ -22,6 +22,12 @@ fn spawn(sim: &staylinked::sim::Server, store: &Path, port: u16) -> Guard {
     spawn_with(sim, store, port, &[])
 }
 
+/// `STAYLINKED_TEST_CHILD_LOGS=<dir>`: keep each child's debug log as `<dir>/<port>.log`
+/// (for debugging a failing process test; off by default).
+fn child_log_dir() -> Option<std::path::PathBuf> {
+    std::env::var_os("STAYLINKED_TEST_CHILD_LOGS").map(std::path::PathBuf::from)
+}
+
 /// `staylinked run` on `port` with the embedded store at `store`, plus `extra` env vars.
 pub(crate) fn spawn_with(
     sim: &staylinked::sim::Server,
@@ -44,9 +50,11 @@ pub(crate) fn spawn_with(
         .env("STAYLINKED_SHUTDOWN_DEADLINE", "8")
         .env("RUST_LOG", "warn")
         .envs(extra.iter().copied())
-        .env("RUST_LOG", "staylinked=debug")
+        .envs(child_log_dir().map(|_| ("RUST_LOG", "staylinked=debug")))
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(format!("/tmp/crashlog/{port}.log")).unwrap())
+        .stderr(child_log_dir().map_or_else(Stdio::null, |d| {
+            std::fs::File::create(d.join(format!("{port}.log"))).map_or_else(|_| Stdio::null(), Stdio::from)
+        }))
         .spawn()
         .map(Guard)
         .unwrap()
