@@ -182,6 +182,8 @@ struct Task {
     pacer: Pacer,
     /// Epoch whose store content `entries` reflects.
     loaded_epoch: Option<u64>,
+    /// Which login the relayed flags belong to (`last_connected_at`, `reconnects`).
+    login_mark: (Option<String>, u64),
     /// Entries changed in memory but not yet committed (no lease, or the commit failed).
     dirty: BTreeMap<String, ()>,
     /// No hand-off before this (backoff after a transient failure).
@@ -211,6 +213,7 @@ impl Task {
             entries: BTreeMap::new(),
             pacer: Pacer::new(s.pacing),
             loaded_epoch: None,
+            login_mark: (None, 0),
             dirty: BTreeMap::new(),
             not_before: None,
             in_flight: None,
@@ -277,10 +280,17 @@ impl Task {
 
     /// The pacing-relevant parts of the view: connected or not, overrides.
     fn on_view(&mut self) {
-        let (state, pacing) = {
+        let (state, pacing, mark) = {
             let v = self.view.borrow();
-            (v.state, v.pacing)
+            (v.state, v.pacing, (v.last_connected_at.clone(), v.reconnects))
         };
+        if mark != self.login_mark {
+            // A new login: whatever the previous connection did not get acked goes again.
+            self.login_mark = mark;
+            for e in self.entries.values_mut() {
+                e.relayed = false;
+            }
+        }
         let rules = match pacing {
             Some(o) => self.defaults.with_override(&o).unwrap_or(self.defaults),
             None => self.defaults,
@@ -292,6 +302,10 @@ impl Task {
             self.pacer.connected(clock::now());
         } else {
             self.pacer.disconnected();
+            // The connection that carried them is gone: unacked messages go again.
+            for e in self.entries.values_mut() {
+                e.relayed = false;
+            }
         }
     }
 
@@ -335,7 +349,10 @@ impl Task {
     }
 
     fn next_queued(&self) -> Option<&Entry> {
-        self.entries.values().filter(|e| e.record.status == SendStatus::Queued).min_by_key(|e| e.order())
+        self.entries
+            .values()
+            .filter(|e| e.record.status == SendStatus::Queued && !e.relayed)
+            .min_by_key(|e| e.order())
     }
 
     fn start_send(&mut self) {
@@ -371,12 +388,15 @@ impl Task {
         e.record.attempts = e.record.attempts.saturating_add(1);
         match r {
             Ok(()) => {
+                // Handed to the socket, not yet on the server: it stays queued (and is sent again
+                // with the same id after a reconnect or a restart) until the server's ack turns
+                // it `sent` (found by the SIGKILL crash-point test: a kill right after the
+                // hand-off lost the message).
                 self.pacer.record_send(now, self.rng.r#gen());
                 self.not_before = None;
-                if e.record.status == SendStatus::Queued {
-                    e.set(SendStatus::Sent, None);
-                }
-                tracing::debug!(msg_id = %id, "outbox sent");
+                e.relayed = true;
+                tracing::debug!(msg_id = %id, "outbox relayed; waiting for the server ack");
+                return;
             }
             Err(CommandError::InvalidRecipient(reason)) => {
                 // Never reached the wire: no pacing slot used.
@@ -457,6 +477,7 @@ impl Task {
                 attempts: 0,
                 updated_at: now,
             },
+            relayed: false,
         };
         let item = entry.to_item().map_err(|e| OutboxError::Store(e.to_string()))?;
         let batch = DeltaBatch::new().with(Delta::OutboxPut(item));

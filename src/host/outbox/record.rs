@@ -63,13 +63,16 @@ pub(crate) struct Entry {
     pub(crate) id: String,
     pub(crate) created_at: u64,
     pub(crate) record: Record,
+    /// Handed to the connection on this connection, waiting for the server's ack (in memory
+    /// only: after a restart or a reconnect an unacked message goes again, with the same id).
+    pub(crate) relayed: bool,
 }
 
 impl Entry {
     /// Decodes a stored item; `None` when the payload is not ours (logged by the caller).
     pub(crate) fn from_item(item: &OutboxItem) -> Result<Self, serde_json::Error> {
         let record: Record = serde_json::from_slice(item.payload.expose())?;
-        Ok(Self { id: item.id.clone(), created_at: item.created_at, record })
+        Ok(Self { id: item.id.clone(), created_at: item.created_at, record, relayed: false })
     }
 
     /// The store item for this entry.
@@ -164,7 +167,7 @@ mod tests {
             attempts: 0,
             updated_at: 0,
         };
-        Entry { id: "3EB0AA".into(), created_at: 5, record }
+        Entry { id: "3EB0AA".into(), created_at: 5, record, relayed: false }
     }
 
     /// Statuses only move forward; a final one never changes; the text goes once sent.

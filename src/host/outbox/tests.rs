@@ -40,6 +40,8 @@ struct Fixture {
     typed: Arc<Mutex<Vec<(String, tokio::time::Instant)>>>,
     /// Answers to give, in order; `Ok` once the script is empty.
     script: Arc<Mutex<VecDeque<Result<(), CommandError>>>>,
+    /// Whether the fake server acks what was handed over (default yes).
+    acks: Arc<std::sync::atomic::AtomicBool>,
     cancel: CancellationToken,
     tasks: tokio::task::JoinSet<()>,
 }
@@ -64,6 +66,7 @@ impl Fixture {
             events: Arc::default(),
             typed: Arc::default(),
             script: Arc::default(),
+            acks: Arc::new(std::sync::atomic::AtomicBool::new(true)),
             cancel: CancellationToken::new(),
             tasks: tokio::task::JoinSet::new(),
         }
@@ -89,13 +92,25 @@ impl Fixture {
         self.tasks.spawn(task);
         let (sent, script, typed) =
             (Arc::clone(&self.sent), Arc::clone(&self.script), Arc::clone(&self.typed));
+        let acks = self.acks.clone();
+        let server = handle.clone();
         self.tasks.spawn(async move {
             while let Some(cmd) = cmd_rx.recv().await {
                 match cmd {
                     TenantCommand::SendText { id, to, reply, .. } => {
                         let answer = script.lock().unwrap().pop_front().unwrap_or(Ok(()));
-                        sent.lock().unwrap().push((id, to, tokio::time::Instant::now()));
+                        sent.lock().unwrap().push((id.clone(), to.clone(), tokio::time::Instant::now()));
+                        let ok = answer.is_ok();
                         let _ = reply.send(answer);
+                        // The server acks what reached it (unless a test holds the acks back).
+                        if ok && acks.load(std::sync::atomic::Ordering::SeqCst) {
+                            server.status(StatusUpdate {
+                                id,
+                                chat: to,
+                                from: None,
+                                status: MessageStatus::Sent,
+                            });
+                        }
                     }
                     TenantCommand::Typing { to, composing: true, reply } => {
                         typed.lock().unwrap().push((to, tokio::time::Instant::now()));
@@ -338,4 +353,41 @@ async fn typing_precedes_each_message() {
     g.wait_sent(1, Duration::from_secs(60)).await;
     assert!(g.typed.lock().unwrap().is_empty());
     g.stop().await;
+}
+
+/// A message handed to the connection but never acked by the server (the process died or the
+/// socket dropped right after the hand-off) stays `queued` and goes again with the same id
+/// after a reconnect and after a restart, until the server acks it.
+#[tokio::test(start_paused = true)]
+async fn unacked_hand_off_is_resent_with_the_same_id() {
+    let mut f = Fixture::new().await;
+    let fast = Pacing {
+        gap_min: Duration::ZERO,
+        gap_max: Duration::ZERO,
+        warmup: Duration::ZERO,
+        ..Pacing::default()
+    };
+    f.acks.store(false, std::sync::atomic::Ordering::SeqCst);
+    let h = f.start(fast).await;
+    f.set_state(TenantState::Connected);
+    let id = h.enqueue("15550009".into(), "x".into()).await.unwrap().id;
+    f.wait_sent(1, Duration::from_secs(10)).await;
+    assert_eq!(status_of(&h, &id).await, SendStatus::Queued);
+    // Reconnect: the unacked message goes again, same id.
+    f.set_state(TenantState::Backoff);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    f.view.send_modify(|v| {
+        v.state = TenantState::Connected;
+        v.reconnects += 1;
+    });
+    let s = f.wait_sent(2, Duration::from_secs(10)).await;
+    assert_eq!(s[1].0, id);
+    // Restart from the store: still queued, goes again; this time the server acks it.
+    f.stop().await;
+    f.acks.store(true, std::sync::atomic::Ordering::SeqCst);
+    let h = f.start(fast).await;
+    let s = f.wait_sent(3, Duration::from_secs(10)).await;
+    assert_eq!(s[2].0, id);
+    wait_status(&h, &id, SendStatus::Sent).await;
+    f.stop().await;
 }
