@@ -258,17 +258,22 @@ async fn watch_cold_start(gw: &mut Gateway, n: usize, timeout: Duration) -> Cold
         if at > timeout || !gw.is_running() {
             break;
         }
-        if let Some(r) = gw.readyz().await {
+        // `/readyz` until hydration is done, then `/metrics` alone (it has the connected gauge
+        // too): every request walks the tenant registry, so the observer stays cheap.
+        if c.hydrated_all_ms.is_none()
+            && let Some(r) = gw.readyz().await
+        {
             let t = ms(gw.started.elapsed());
             c.http_up_ms.get_or_insert(t);
             arrive(&mut hydrated, r.hydrated, n, t);
-            arrive(&mut logged_in, r.connected, n, t);
             if r.hydrated as usize >= n && r.ready {
                 c.hydrated_all_ms.get_or_insert(t);
             }
         }
         if let Some(m) = gw.metrics().await {
             let t = ms(gw.started.elapsed());
+            let connected = gateway::metric(&m, "staylinked_tenants{state=\"connected\"}").unwrap_or(0.0);
+            arrive(&mut logged_in, connected as u64, n, t);
             let drained = gateway::metric(&m, "staylinked_offline_drained_total").unwrap_or(0.0);
             arrive(&mut ready, drained as u64, n, t);
             if let Some(h) = gateway::metric(&m, "staylinked_hydration_seconds").filter(|h| *h > 0.0) {
