@@ -12,8 +12,9 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use super::now;
 
-/// How to start one gateway process.
-#[derive(Debug, Clone)]
+/// How to start one gateway process. `Debug` shows variable names only (the environment
+/// carries the master key).
+#[derive(Clone)]
 pub struct GatewaySpec {
     /// The `staylinked` binary.
     pub bin: PathBuf,
@@ -25,6 +26,17 @@ pub struct GatewaySpec {
     pub api_key: String,
     /// Where its stderr goes.
     pub log: PathBuf,
+}
+
+impl std::fmt::Debug for GatewaySpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.env.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("GatewaySpec")
+            .field("bin", &self.bin)
+            .field("env", &names)
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A running gateway process.

@@ -12,9 +12,9 @@ use std::time::Duration;
 
 /// Upper bounds (seconds) of the commit latency histogram buckets. Fine below 25 ms so the
 /// scale bench can read delta-latency percentiles off it (`staylinked bench scale`).
-pub const COMMIT_BUCKETS: [f64; 19] = [
+pub const COMMIT_BUCKETS: [f64; 21] = [
     0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.0025, 0.004, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05,
-    0.1, 0.25, 0.5, 1.0, 2.5,
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
 /// Counters shared by every tenant of one host.

@@ -62,6 +62,7 @@ pub(crate) fn spawn(
             commands: commands.clone(),
             view: view.clone(),
             cancel: cancel.clone(),
+            events: Arc::clone(&ctx.events),
         },
     );
     let lane = ctx.webhooks.attach(id.clone(), Some(handle.clone()));

@@ -13,12 +13,28 @@ use crate::host_util::*;
 const KEY: &str = "proc-key";
 const TENANTS: [&str; 3] = ["p0", "p1", "p2"];
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
 }
 
 fn spawn(sim: &staylinked::sim::Server, store: &Path, port: u16) -> Guard {
+    spawn_with(sim, store, port, &[])
+}
+
+/// `STAYLINKED_TEST_CHILD_LOGS=<dir>`: keep each child's debug log as `<dir>/<port>.log`
+/// (for debugging a failing process test; off by default).
+fn child_log_dir() -> Option<std::path::PathBuf> {
+    std::env::var_os("STAYLINKED_TEST_CHILD_LOGS").map(std::path::PathBuf::from)
+}
+
+/// `staylinked run` on `port` with the embedded store at `store`, plus `extra` env vars.
+pub(crate) fn spawn_with(
+    sim: &staylinked::sim::Server,
+    store: &Path,
+    port: u16,
+    extra: &[(&str, &str)],
+) -> Guard {
     let root: String = sim.root_public_key().iter().map(|b| format!("{b:02x}")).collect();
     Command::new(env!("CARGO_BIN_EXE_staylinked"))
         .env_clear()
@@ -33,15 +49,19 @@ fn spawn(sim: &staylinked::sim::Server, store: &Path, port: u16) -> Guard {
         .env("STAYLINKED_HOLDER_ID", "proc-test")
         .env("STAYLINKED_SHUTDOWN_DEADLINE", "8")
         .env("RUST_LOG", "warn")
+        .envs(extra.iter().copied())
+        .envs(child_log_dir().map(|_| ("RUST_LOG", "staylinked=debug")))
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(child_log_dir().map_or_else(Stdio::null, |d| {
+            std::fs::File::create(d.join(format!("{port}.log"))).map_or_else(|_| Stdio::null(), Stdio::from)
+        }))
         .spawn()
         .map(Guard)
         .unwrap()
 }
 
 /// Kills the child when the test ends or fails, so no orphan keeps running.
-struct Guard(Child);
+pub(crate) struct Guard(Child);
 
 impl Drop for Guard {
     fn drop(&mut self) {
@@ -67,11 +87,11 @@ fn addr(port: u16) -> std::net::SocketAddr {
     std::net::SocketAddr::from(([127, 0, 0, 1], port))
 }
 
-async fn api(port: u16, m: &str, p: &str, b: Option<&str>) -> Resp {
+pub(crate) async fn api(port: u16, m: &str, p: &str, b: Option<&str>) -> Resp {
     http(addr(port), m, p, b, &[("X-API-Key", KEY)]).await
 }
 
-async fn wait_healthy(port: u16) {
+pub(crate) async fn wait_healthy(port: u16) {
     poll("healthz", || async {
         let ok = tokio::net::TcpStream::connect(addr(port)).await.is_ok()
             && http(addr(port), "GET", "/healthz", None, &[]).await.status == 200;
@@ -80,7 +100,7 @@ async fn wait_healthy(port: u16) {
     .await;
 }
 
-async fn wait_connected(port: u16, t: &str, restarted: bool) {
+pub(crate) async fn wait_connected(port: u16, t: &str, restarted: bool) {
     poll(&format!("{t} connected"), || async {
         let r = api(port, "GET", &format!("/v1/tenants/{t}"), None).await;
         let state = r.json()["state"].as_str().unwrap_or_default().to_owned();
@@ -92,7 +112,7 @@ async fn wait_connected(port: u16, t: &str, restarted: bool) {
     .await;
 }
 
-async fn wait_exit(child: &mut Guard, within: Duration) -> std::process::ExitStatus {
+pub(crate) async fn wait_exit(child: &mut Guard, within: Duration) -> std::process::ExitStatus {
     let started = tokio::time::Instant::now();
     poll("child exit", || {
         let r = child.try_wait().unwrap();
@@ -104,7 +124,7 @@ async fn wait_exit(child: &mut Guard, within: Duration) -> std::process::ExitSta
     status
 }
 
-fn sigterm(child: &Guard) {
+pub(crate) fn sigterm(child: &Guard) {
     let ok = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
     assert!(ok.success());
 }

@@ -20,7 +20,7 @@ async fn webhook_url_survives_restart() {
         assert_eq!((r.status, r.code().as_str()), (400, "invalid_webhook_url"), "{bad}");
     }
     assert_eq!(store.read_status(&tid("hooked")).await.unwrap(), None, "a rejected create stores nothing");
-    let url = "https://hooks.example.invalid/acme?sig=1";
+    let url = "http://127.0.0.1:9/acme?sig=1";
     let body = format!(r#"{{"id":"hooked","webhook_url":"{url}"}}"#);
     let r = http(a, "POST", "/v1/tenants", Some(&body), &[]).await;
     assert_eq!(r.status, 201, "{:?}", r.json());

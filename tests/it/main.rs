@@ -15,6 +15,7 @@ mod host_process;
 mod host_tenant_state;
 mod host_util;
 mod messaging;
+mod messaging_crash;
 mod sim_lifecycle;
 mod sim_pairing;
 mod store_conformance;

@@ -31,11 +31,12 @@ pub use record::{MessageView, SendStatus};
 
 use self::pacing::{Pacer, Pacing};
 use super::clock;
+use super::events::{EventSink, TenantEvent};
 use super::policy;
 use super::state::{CommandError, TenantCommand, TenantState, TenantView};
 use crate::store::{Delta, DeltaBatch, OutboxItem, Store};
 use crate::types::{FencingToken, TenantId};
-use crate::wa::client::StatusUpdate;
+use crate::wa::client::{MessageStatus, StatusUpdate};
 
 /// Most messages a tenant may have queued (not yet sent) at once.
 pub const MAX_QUEUED: usize = 10_000;
@@ -152,6 +153,9 @@ pub struct OutboxStart {
     pub view: watch::Receiver<TenantView>,
     /// Cancelled at shutdown.
     pub cancel: CancellationToken,
+    /// Where the outbox reports its own verdicts (a message failed before reaching the wire),
+    /// as `message.status` events.
+    pub events: Arc<dyn EventSink>,
 }
 
 /// Creates the outbox of one tenant: the handle and the task to spawn (on the host tracker).
@@ -167,6 +171,7 @@ type SendFuture = Pin<Box<dyn Future<Output = (String, Result<(), CommandError>)
 struct Task {
     store: Arc<dyn Store>,
     tenant: TenantId,
+    events: Arc<dyn EventSink>,
     defaults: Pacing,
     commands: mpsc::Sender<TenantCommand>,
     view: watch::Receiver<TenantView>,
@@ -196,6 +201,7 @@ impl Task {
         let mut t = Self {
             store,
             tenant: s.tenant,
+            events: s.events,
             defaults: s.pacing,
             commands: s.commands,
             view: s.view,
@@ -374,7 +380,15 @@ impl Task {
             }
             Err(CommandError::InvalidRecipient(reason)) => {
                 // Never reached the wire: no pacing slot used.
-                e.set(SendStatus::Failed, Some(format!("invalid recipient: {reason}")));
+                let why = format!("invalid recipient: {reason}");
+                e.set(SendStatus::Failed, Some(why.clone()));
+                let update = StatusUpdate {
+                    id: id.clone(),
+                    chat: e.record.to.clone(),
+                    from: None,
+                    status: MessageStatus::Failed(why),
+                };
+                self.events.publish(&self.tenant, TenantEvent::MessageStatus(update));
                 tracing::info!(msg_id = %id, "outbox message failed: invalid recipient");
             }
             Err(err) => {

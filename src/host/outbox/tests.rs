@@ -16,6 +16,16 @@ use crate::store::memory::MemoryStore;
 use crate::store::{Store, SystemClock};
 use crate::wa::client::MessageStatus;
 
+/// Records published events.
+#[derive(Debug, Default)]
+struct Recorder(Mutex<Vec<TenantEvent>>);
+
+impl EventSink for Recorder {
+    fn publish(&self, _tenant: &TenantId, event: TenantEvent) {
+        self.0.lock().unwrap().push(event);
+    }
+}
+
 /// One recorded hand-off: message id, recipient, virtual time.
 type Sent = (String, String, tokio::time::Instant);
 
@@ -24,6 +34,8 @@ struct Fixture {
     tenant: TenantId,
     view: watch::Sender<TenantView>,
     sent: Arc<Mutex<Vec<Sent>>>,
+    /// Events the outbox published.
+    events: Arc<Recorder>,
     /// Typing indicators shown: recipient, virtual time.
     typed: Arc<Mutex<Vec<(String, tokio::time::Instant)>>>,
     /// Answers to give, in order; `Ok` once the script is empty.
@@ -49,6 +61,7 @@ impl Fixture {
             tenant,
             view,
             sent: Arc::default(),
+            events: Arc::default(),
             typed: Arc::default(),
             script: Arc::default(),
             cancel: CancellationToken::new(),
@@ -70,6 +83,7 @@ impl Fixture {
                 commands: cmd_tx,
                 view: self.view.subscribe(),
                 cancel: self.cancel.clone(),
+                events: Arc::clone(&self.events) as Arc<dyn EventSink>,
             },
         );
         self.tasks.spawn(task);
@@ -239,6 +253,11 @@ async fn retries_reuse_the_id_and_invalid_recipient_fails() {
     wait_status(&h, &b, SendStatus::Failed).await;
     let v = h.get(b.clone()).await.unwrap().unwrap();
     assert!(v.reason.unwrap_or_default().contains("invalid recipient"));
+    let published = f.events.0.lock().unwrap().clone();
+    assert!(
+        matches!(published.as_slice(), [TenantEvent::MessageStatus(u)] if u.id == b && matches!(u.status, MessageStatus::Failed(_))),
+        "{published:?}"
+    );
     wait_status(&h, &a, SendStatus::Sent).await;
     assert_eq!(h.get(a).await.unwrap().unwrap().attempts, 3);
     f.stop().await;

@@ -15,8 +15,8 @@ use crate::wa::noise::KeyPair;
 use crate::wa::pair::adv;
 use crate::wa::proto;
 
-/// The companion's public material, as its QR code would show it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The companion's public material, as its QR code would show it. `Debug` hides the ADV secret.
+#[derive(Clone, PartialEq, Eq)]
 pub struct CompanionKeys {
     /// Noise static public key (checked at every login).
     pub noise_pub: [u8; 32],
@@ -24,6 +24,12 @@ pub struct CompanionKeys {
     pub identity_pub: [u8; 32],
     /// The ADV secret the pair-success HMAC is keyed with.
     pub adv_secret: [u8; 32],
+}
+
+impl std::fmt::Debug for CompanionKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompanionKeys").field("adv_secret", &"[redacted]").finish_non_exhaustive()
+    }
 }
 
 /// What pairing would have produced: the `<pair-success>` contents.
@@ -175,6 +181,14 @@ mod tests {
         let devices = sim.devices("15550001234").unwrap();
         assert_eq!(devices.len(), 1);
         assert_eq!(devices[0].device_jid, p.device_jid);
+    }
+
+    /// `Debug` of the companion keys never shows the ADV secret.
+    #[test]
+    fn debug_hides_adv_secret() {
+        let k = CompanionKeys { noise_pub: [1; 32], identity_pub: [2; 32], adv_secret: [0xab; 32] };
+        let d = format!("{k:?}");
+        assert!(d.contains("[redacted]") && !d.contains("171"), "{d}");
     }
 
     /// A wrong ADV secret fails the HMAC, so the companion would refuse the identity.

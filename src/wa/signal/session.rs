@@ -139,8 +139,8 @@ pub fn encrypt(
 ///
 /// # Errors
 /// A parse error, or [`SignalError::NoSession`] / [`SignalError::NoMatchingSession`] (whose
-/// source is the current session's error, e.g. [`SignalError::Duplicate`] or
-/// [`SignalError::BadMac`]).
+/// source is [`SignalError::Duplicate`] when any state already used this counter, else the
+/// current session's error, e.g. [`SignalError::BadMac`]).
 pub fn decrypt_message(
     address: &SignalAddress,
     record: &SessionRecord,
@@ -169,8 +169,13 @@ pub fn decrypt_message(
                 let deltas = vec![session_put(address, &next)];
                 return Ok(Decrypted { plaintext, record: next, deltas });
             }
+            // A state that already used this counter marks a redelivery, whatever the
+            // other states say (the current one may have moved on after a newer session).
+            Err(e) if e.is_duplicate() => first_err = Some(e),
             Err(e) => {
-                first_err.get_or_insert(e);
+                if !first_err.as_ref().is_some_and(SignalError::is_duplicate) {
+                    first_err.get_or_insert(e);
+                }
             }
         }
     }

@@ -139,6 +139,28 @@ fn previous_sessions_kept_and_bounded() {
     let _ = &p.one_time;
 }
 
+/// A message decrypted by a session that has since been archived (the peer started a new
+/// session) is reported as a duplicate when it is redelivered, not as a failure: the receiver
+/// must not ask for a retry of a message it already has (seen with SIGKILL before the receipt).
+#[test]
+fn redelivery_decrypted_by_an_archived_session_is_a_duplicate() {
+    let mut p = established();
+    let m = encrypt(&b(), &p.alice, b"once").unwrap();
+    let bob = decrypt_message(&a(), &p.bob, &m.ciphertext, &mut p.rng).unwrap().record;
+    // Alice reinstalls: a new session replaces the current one at Bob.
+    let alice_id = LocalIdentity::generate(&mut p.rng);
+    let bundle = PreKeyBundle::from_local(&p.bob_identity, &p.signed, None);
+    let (rec, _) = process_bundle(&alice_id, &b(), None, &bundle, &mut p.rng).unwrap();
+    let e = encrypt(&b(), &rec, b"new").unwrap();
+    let pk = PreKeySignalMessage::decode(&e.ciphertext).unwrap();
+    let bob =
+        decrypt_prekey_message(&p.bob_identity, &a(), Some(&bob), &pk, Some(&p.signed), None, &mut p.rng)
+            .unwrap()
+            .record;
+    let err = decrypt_message(&a(), &bob, &m.ciphertext, &mut p.rng).unwrap_err();
+    assert!(err.is_duplicate(), "{err:?}");
+}
+
 /// Decrypting with no session, or encrypting without one, are typed errors.
 #[test]
 fn no_session_errors() {
