@@ -378,6 +378,11 @@ impl Actor {
                     let _ = reply.send(Ok(()));
                 }
             }
+            Event::SendDeferred { id } => {
+                if let Some(reply) = self.pending_sends.remove(&id) {
+                    let _ = reply.send(Err(CommandError::NotConnected));
+                }
+            }
             Event::Status(update) => {
                 if let wa::MessageStatus::Failed(reason) = &update.status
                     && let Some(reply) = self.pending_sends.remove(&update.id)

@@ -62,6 +62,13 @@ pub enum Event {
         /// The chat it went to.
         chat: String,
     },
+    /// A send could not finish for a passing reason (the server did not answer in time, the
+    /// connection is not logged in): nothing left; the caller should try again later with the
+    /// same id. No [`Event::Status`] follows.
+    SendDeferred {
+        /// Our message id.
+        id: String,
+    },
 }
 
 /// A decrypted inbound message as the application sees it (serialised into webhooks).

@@ -22,6 +22,11 @@ use crate::wa::signal::{
     self, LocalIdentity, PreKeyBundle, SenderKeyName, SignalAddress, SignalError, SignedPreKeyRecord,
 };
 
+/// Failure reason of a job whose iqs were not answered in time (transient).
+const TIMED_OUT: &str = "timed out waiting for the server";
+/// Failure reason of a job that lost its login (transient).
+const NOT_LOGGED_IN: &str = "not logged in";
+
 /// How long a device list from usync is trusted (Baileys caches 5 minutes).
 pub const DEVICE_LIST_TTL: Duration = Duration::from_secs(300);
 /// A send job whose iqs are not all answered by then fails.
@@ -248,7 +253,7 @@ impl Client {
     }
 
     fn job_start(&mut self, now: Instant, n: u64) {
-        let Some(own) = self.own_jid() else { return self.fail_job(n, "not logged in") };
+        let Some(own) = self.own_jid() else { return self.fail_job(n, NOT_LOGGED_IN) };
         let Some(job) = self.msg.jobs.get_mut(&n) else { return };
         match job.kind.clone() {
             JobKind::Direct => {
@@ -455,7 +460,7 @@ impl Client {
 
     /// Encrypts and queues the job's stanza: Persist(keys) → Send → Event::Relayed.
     fn job_encrypt(&mut self, _now: Instant, n: u64) {
-        let Some(own) = self.own_jid() else { return self.fail_job(n, "not logged in") };
+        let Some(own) = self.own_jid() else { return self.fail_job(n, NOT_LOGGED_IN) };
         let Some(job) = self.msg.jobs.remove(&n) else { return };
         self.update_job_timer();
         let identity = self.device_identity();
@@ -576,6 +581,12 @@ impl Client {
     }
 
     fn report_failure(&mut self, job: &Job, reason: &str) {
+        let transient = reason == TIMED_OUT || reason == NOT_LOGGED_IN;
+        if transient && !matches!(job.kind, JobKind::Resend { .. }) {
+            tracing::info!(msg_id = %job.id, reason, "send deferred; the caller retries");
+            self.outputs.push_back(Output::Event(Event::SendDeferred { id: job.id.clone() }));
+            return;
+        }
         if let JobKind::Resend { device } = &job.kind {
             tracing::warn!(msg_id = %job.id, device = device.device, "retry resend failed");
             tracing::debug!(msg_id = %job.id, reason, "retry resend failure reason");
@@ -597,7 +608,7 @@ impl Client {
         let due: Vec<u64> =
             self.msg.jobs.iter().filter(|(_, j)| j.deadline <= now).map(|(n, _)| *n).collect();
         for n in due {
-            self.fail_job(n, "timed out waiting for the server");
+            self.fail_job(n, TIMED_OUT);
         }
         self.update_job_timer();
     }
