@@ -92,6 +92,23 @@ enum BenchCommand {
         #[arg(long, default_value = "bench-reports")]
         out: std::path::PathBuf,
     },
+    /// Messaging end to end through an in-process simulator: send → delivered latency (p50/p99)
+    /// and messages/s in each direction for one hosted tenant and a simulated phone (outbox
+    /// pacing bypassed). Writes messages.json and messages.md.
+    Messages {
+        /// Sequential messages for the latency figures.
+        #[arg(long, default_value_t = 200)]
+        samples: usize,
+        /// Messages per burst (each direction).
+        #[arg(long, default_value_t = 500)]
+        burst: usize,
+        /// Use the memory store instead of the embedded store (fsync per commit).
+        #[arg(long)]
+        memory: bool,
+        /// Directory for messages.json and messages.md.
+        #[arg(long, default_value = "bench-reports")]
+        out: std::path::PathBuf,
+    },
     /// The real gateway at scale: provisions N linked tenants (no QR) into the store and an
     /// in-process simulator, runs `staylinked run` as a child process, and measures cold start
     /// (p50/p99 per tenant), RSS per idle tenant, SIGTERM → exit and delta latency; then N
@@ -210,6 +227,14 @@ fn main() -> ExitCode {
             out_dir: out,
             ..Default::default()
         }),
+        Some(Command::Bench { what: BenchCommand::Messages { samples, burst, memory, out } }) => {
+            bench_messages(&staylinked::bench::messages::MessagesOptions {
+                latency_samples: samples,
+                burst,
+                embedded: !memory,
+                out,
+            })
+        }
         Some(Command::Bench {
             what:
                 BenchCommand::Scale {
@@ -328,6 +353,21 @@ fn chaos(a: ChaosArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// `staylinked bench messages`.
+fn bench_messages(o: &staylinked::bench::messages::MessagesOptions) -> anyhow::Result<ExitCode> {
+    init_logging(LogFormat::Text, "warn");
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let (report, files) = rt.block_on(staylinked::bench::messages::run(o))?;
+    #[expect(clippy::print_stdout, reason = "the command's output is the report")]
+    {
+        println!("{}", staylinked::bench::messages::markdown(&report));
+        for f in &files {
+            println!("wrote {}", f.display());
+        }
+    }
+    Ok(if report.failures == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 /// `staylinked bench scale`.

@@ -12,6 +12,7 @@
 
 pub mod baileys;
 pub mod gateway;
+pub mod messages;
 pub mod provision;
 pub mod report;
 
