@@ -4,10 +4,12 @@
 //   account A: a staylinked tenant (`staylinked run`, embedded store in a temp dir, linked by QR
 //              through the simulator's admin scan); it sends with POST /v1/tenants/{id}/messages,
 //              and receives through signed webhooks served by this script on 127.0.0.1.
-//   account B: one Baileys companion (QR pairing through the admin API).
-// Scenario: 1:1 both ways (first contact pkmsg, then msg), a group message each way (group created
-// through the admin API), SIGTERM of the gateway and a start from the same store (no QR, still one
-// device on the phone), then 1:1 both ways and the group both ways again.
+//   account B: Baileys companions B1 and B2 (QR pairing through the admin API).
+// Scenario: 1:1 tenant <-> B1 both ways (the tenant's first contact is a pkmsg, then msg), a group
+// message each way (group created through the admin API; Baileys learns it from w:gp2), B2 links,
+// SIGTERM of the gateway and a start from the same store (no QR, still one device on the phone),
+// then B2 -> tenant (Baileys' first contact: a libsignal pkmsg the restarted tenant decrypts),
+// 1:1 both ways (fan-out to B1 and B2) and the group both ways again.
 // Checks: every message arrives exactly once (by id) with its text on the other side; the tenant
 // sees its messages delivered; every webhook carries a valid HMAC signature; Baileys reports no
 // undecryptable message (CIPHERTEXT stub); the simulator counted 0 retry receipts and 0 phone
@@ -377,11 +379,13 @@ class BaileysParticipant {
 // ------------------------------------------------------------------ expectations
 // Every message sent, with who must receive it; checked exactly-once at the end.
 const expected = [];
-const sendAndExpect = async (from, to, chatJid, text) => {
+const sendAndExpect = async (from, tos, chatJid, text) => {
   const id = await from.send(chatJid, text);
-  expected.push({ id, text, from, to });
-  await waitFor(`${to.name} to receive ${JSON.stringify(text)} (${id})`,
-    () => to.received.find((m) => m.id === id && m.text === text && !m.fromMe));
+  expected.push({ id, text, from, to: tos });
+  for (const to of tos) {
+    await waitFor(`${to.name} to receive ${JSON.stringify(text)} (${id})`,
+      () => to.received.find((m) => m.id === id && m.text === text && !m.fromMe));
+  }
   return id;
 };
 const tenantDelivered = (t, id) => waitFor(`${t.name} to see ${id} delivered (message.status webhook)`,
@@ -434,23 +438,33 @@ await b1.start({ allowQr: true }).catch((e) => fail(e.message));
 log('B1: open');
 
 step = '1:1 tenant -> B (first contact: pkmsg)';
-const m1 = await sendAndExpect(tenant, b1, b1.jid, 'hello B1 from the staylinked tenant');
+const m1 = await sendAndExpect(tenant, [b1], b1.jid, 'hello B1 from the staylinked tenant');
 await tenantDelivered(tenant, m1);
 step = '1:1 B -> tenant (msg on the session the pkmsg built)';
-await sendAndExpect(b1, tenant, tenant.jid, 'hello tenant from Baileys B1');
+await sendAndExpect(b1, [tenant], tenant.jid, 'hello tenant from Baileys B1');
 step = '1:1 tenant -> B (msg)';
-await sendAndExpect(tenant, b1, b1.jid, 'second message from the tenant');
+await sendAndExpect(tenant, [b1], b1.jid, 'second message from the tenant');
 step = '1:1 B -> tenant (msg)';
-await sendAndExpect(b1, tenant, tenant.jid, 'second message from B1');
+await sendAndExpect(b1, [tenant], tenant.jid, 'second message from B1');
 log('1:1 both ways ok');
 
 step = 'group';
 const group = (await adminOk('POST', '/groups', { subject: 'staylinked interop', participants: [PHONE_T, PHONE_B] })).jid;
 await waitFor('B1 to hear of the new group (w:gp2 create)', () => b1.groups.includes(group));
-await sendAndExpect(tenant, b1, group, 'group hello from the tenant');
-await sendAndExpect(b1, tenant, group, 'group hello from B1');
+await sendAndExpect(tenant, [b1], group, 'group hello from the tenant');
+await sendAndExpect(b1, [tenant], group, 'group hello from B1');
 log('group both ways ok');
 await checkClean('before the restart');
+
+// A second companion on B, linked while the gateway runs: after the restart the tenant's fresh
+// device lists include it. (The simulator sends no `devices` notification to contacts when a
+// companion links, so a running tenant would not see B2 before its device-list cache expires.)
+step = 'pair a second Baileys companion B2 on account B';
+const b2 = new BaileysParticipant('B2', PHONE_B);
+participants.push(b2);
+await b2.init();
+await b2.start({ allowQr: true }).catch((e) => fail(e.message));
+log('B2: open');
 
 step = 'restart the gateway (SIGTERM, same store)';
 const viewBefore = await tenant.view();
@@ -466,31 +480,36 @@ if (viewAfter.me !== viewBefore.me) fail(`device changed across the restart: ${v
 const devices = (await adminOk('GET', `/phones/${PHONE_T}/devices`)).devices;
 if (devices.length !== 1) fail(`phone ${PHONE_T} lists ${devices.length} devices after the restart: ${JSON.stringify(devices)}`);
 const statsRestart = await adminOk('GET', '/stats');
-if (statsRestart.pairings !== pairingsAfterLink + 1) {
-  // +1: the Baileys companion paired after the tenant.
+if (statsRestart.pairings !== pairingsAfterLink + 2) {
+  // +2: the Baileys companions paired after the tenant.
   fail(`a new pairing happened across the restart: stats ${JSON.stringify(statsRestart)}`);
 }
 const qrNow = await tenant.api('GET', `/v1/tenants/${TENANT}/qr?format=json`);
 if (qrNow.status !== 404 || tenant.qrs !== qrsBefore) fail(`a QR showed after the restart (${qrNow.status})`);
 log(`gateway restarted from the store: connected as ${viewAfter.me}, 1 device on the phone, no QR`);
 
-step = 'after restart: 1:1 tenant -> B';
-const m7 = await sendAndExpect(tenant, b1, b1.jid, 'after the restart, from the tenant');
+// The other first contact: Baileys initiates, so staylinked decrypts a libsignal pkmsg (built
+// from a one-time prekey the gateway uploaded before the restart and kept in its store).
+step = 'after restart: B2 -> tenant (first contact from Baileys: pkmsg)';
+await sendAndExpect(b2, [tenant], tenant.jid, 'first contact from Baileys B2');
+step = 'after restart: 1:1 tenant -> B (fan-out to B1 and B2)';
+const m7 = await sendAndExpect(tenant, [b1, b2], b1.jid, 'after the restart, from the tenant');
 await tenantDelivered(tenant, m7);
 step = 'after restart: 1:1 B -> tenant';
-await sendAndExpect(b1, tenant, tenant.jid, 'after the restart, from B1');
-step = 'after restart: group tenant -> B';
-await sendAndExpect(tenant, b1, group, 'group, after the restart, from the tenant');
+await sendAndExpect(b1, [tenant], tenant.jid, 'after the restart, from B1');
+step = 'after restart: group tenant -> B1 and B2 (SKDM to the new device)';
+await sendAndExpect(tenant, [b1, b2], group, 'group, after the restart, from the tenant');
 step = 'after restart: group B -> tenant';
-await sendAndExpect(b1, tenant, group, 'group, after the restart, from B1');
-log('after restart: 1:1 and group both ways ok');
+await sendAndExpect(b1, [tenant], group, 'group, after the restart, from B1');
+await sendAndExpect(b2, [tenant], group, 'group, after the restart, from B2');
+log('after restart: Baileys-initiated pkmsg, 1:1 and group both ways ok');
 
 step = 'exactly once';
 // Let late duplicates (redeliveries, resends) surface before counting.
 await new Promise((r) => setTimeout(r, 1000));
-for (const p of [tenant, b1]) {
+for (const p of [tenant, b1, b2]) {
   const incoming = p.received.filter((m) => !m.fromMe);
-  const want = expected.filter((e) => e.to === p);
+  const want = expected.filter((e) => e.to.includes(p));
   for (const e of want) {
     const got = incoming.filter((m) => m.id === e.id);
     if (got.length !== 1 || got[0].text !== e.text) {
@@ -510,6 +529,7 @@ step = 'done';
 finished = true;
 clearTimeout(overall);
 await b1.stop();
+await b2.stop();
 await tenant.stop();
 cleanup();
 log(`OK: ${expected.length} messages exactly once (1:1 and group, both ways, across a gateway restart), `
