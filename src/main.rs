@@ -387,6 +387,7 @@ fn bench_scale(options: staylinked::bench::ScaleOptions) -> anyhow::Result<ExitC
 
 /// `staylinked sim`: start the simulator, print the ready line, serve until a signal.
 fn run_sim(listen: std::net::SocketAddr) -> anyhow::Result<()> {
+    init_logging(LogFormat::Text, "warn");
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async move {
         let server = staylinked::sim::Server::start(staylinked::sim::SimConfig::new(listen)).await?;

@@ -351,9 +351,18 @@ impl Phone {
                 EncType::Msg => self.decrypt_msg(&sender, &enc.ciphertext, rng),
                 EncType::Skmsg => self.decrypt_skmsg(&msg.from, &sender, &enc.ciphertext),
             };
-            let Some(decoded) = plain.ok().and_then(|p| decode_plaintext(&p).ok()) else {
-                failed = true;
-                continue;
+            let decoded = match plain.map(|p| decode_plaintext(&p)) {
+                Ok(Ok(d)) => d,
+                Ok(Err(e)) => {
+                    tracing::debug!(msg_id = %msg.id, kind = ?enc.kind, error = %e, "sim phone: bad plaintext");
+                    failed = true;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::debug!(msg_id = %msg.id, kind = ?enc.kind, error = %e, "sim phone: decrypt failed");
+                    failed = true;
+                    continue;
+                }
             };
             self.absorb_skdm(&sender, &decoded);
             if let Some(dest) = decoded.device_sent_to.as_deref().and_then(|d| d.parse::<Jid>().ok()) {
