@@ -173,6 +173,8 @@ pub struct DemoReport {
 const TENANTS: [(&str, &str); 3] =
     [("acme", "15550000001"), ("globex", "15550000002"), ("initech", "15550000003")];
 const STEP: Duration = Duration::from_secs(30);
+/// A contact of every tenant: a simulated phone that is a Signal peer of its own.
+const FRIEND: &str = "15550000099";
 
 struct Out<'a, W: Write> {
     w: &'a mut W,
@@ -267,7 +269,10 @@ pub async fn run<W: Write>(w: &mut W) -> Result<DemoReport, DemoError> {
     }
     writeln!(out.w).map_err(DemoError::Io)?;
     if report.ok {
-        writeln!(out.w, "OK: one device per phone, no QR after restarts, no 440 (replaced = 0)")
+        writeln!(
+            out.w,
+            "OK: one device per phone, no QR after restarts, no 440 (replaced = 0), messages both ways after the crash"
+        )
             .map_err(DemoError::Io)?;
     } else {
         for f in &report.failures {
@@ -315,6 +320,8 @@ async fn tour<W: Write>(
     out.line("host 3 up: hydrating and reconnecting")?;
     let crash = wait_reconnected(host.registry(), out, since).await?;
 
+    let messages = exchange(sim, st, &host, out).await?;
+
     let stats = sim.with_sim(|s, _| s.stats()).await.map_err(|e| DemoError::Sim(e.to_string()))?;
     let mut rows = Vec::new();
     let mut failures = Vec::new();
@@ -342,19 +349,106 @@ async fn tour<W: Write>(
     if stats.replaced != 0 {
         failures.push(format!("simulator saw {} replaced connections (440)", stats.replaced));
     }
+    if stats.phone_decrypt_failures + stats.retry_receipts != 0 {
+        failures.push(format!(
+            "{} decrypt failures at phones, {} retry receipts",
+            stats.phone_decrypt_failures, stats.retry_receipts
+        ));
+    }
+    failures.extend(messages);
     let _ = host.shutdown().await;
     Ok(DemoReport { ok: failures.is_empty(), rows, failures })
 }
 
+/// After the crash restart: every tenant sends a text to a friend's phone (end-to-end encrypted,
+/// sessions built from the restored keys) and the friend answers each; the answer must be durable
+/// in the tenant's store inbox. Returns what went wrong (empty when all arrived).
+async fn exchange<W: Write>(
+    sim: &Server,
+    st: &Arc<dyn Store>,
+    host: &Host,
+    out: &mut Out<'_, W>,
+) -> Result<Vec<String>, DemoError> {
+    let sim_err = |e: String| DemoError::Sim(e);
+    sim.with_sim(|s, _| s.add_phone(FRIEND, "Friend"))
+        .await
+        .map_err(|e| sim_err(e.to_string()))?
+        .map_err(|e| sim_err(e.to_string()))?;
+    let mut failures = Vec::new();
+    for (i, (t, phone)) in TENANTS.iter().enumerate() {
+        let id = TenantId::new(t).map_err(|e| sim_err(e.to_string()))?;
+        let Some(h) = host.registry().get(&id) else { continue };
+        let (reply, rx) = oneshot::channel();
+        let msg_id = format!("3EB0DE{i:014}");
+        let text = format!("hello from {t}");
+        let cmd =
+            TenantCommand::SendText { id: msg_id.clone(), to: FRIEND.into(), text: text.clone(), reply };
+        h.commands.send(cmd).await.map_err(|e| sim_err(e.to_string()))?;
+        if let Err(e) = rx.await.map_err(|e| sim_err(e.to_string()))? {
+            failures.push(format!("{t}: send failed: {e}"));
+            continue;
+        }
+        let arrived = poll_until(STEP, || async {
+            sim.with_sim(|s, _| s.phone_inbox(FRIEND))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .is_some_and(|v| v.iter().any(|m| m.id == msg_id))
+        })
+        .await;
+        if !arrived {
+            failures.push(format!("{t}: the friend's phone never decrypted {text:?}"));
+            continue;
+        }
+        out.line(&format!("{t} → friend: {text:?} decrypted on the friend's phone"))?;
+        let answer = format!("hi {t}, got it");
+        let (to, a) = (format!("{phone}@s.whatsapp.net"), answer.clone());
+        sim.with_sim(move |s, now| s.phone_send(now, FRIEND, &to, &a))
+            .await
+            .map_err(|e| sim_err(e.to_string()))?
+            .map_err(|e| sim_err(e.to_string()))?;
+        let durable = poll_until(STEP, || async {
+            st.list_inbox(&id).await.is_ok_and(|items| {
+                items.iter().any(|it| String::from_utf8_lossy(it.payload.expose()).contains(&answer))
+            })
+        })
+        .await;
+        if durable {
+            out.line(&format!("friend → {t}: {answer:?} decrypted and durable in the tenant's inbox"))?;
+        } else {
+            failures.push(format!("{t}: the friend's answer never reached the tenant's inbox"));
+        }
+    }
+    Ok(failures)
+}
+
+/// Polls `f` every 20 ms until it holds or `limit` passes.
+async fn poll_until<F, Fut>(limit: Duration, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
-    /// The demo runs end to end: three tenants, two restarts, one device per phone, exit ok.
+    /// The demo runs end to end: three tenants, two restarts, one device per phone, messages both
+    /// ways after the crash restart, exit ok.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn demo_runs_clean() {
         let mut out = Vec::new();
         let report = super::run(&mut out).await.unwrap();
         let text = String::from_utf8_lossy(&out);
         assert!(report.ok, "{text}");
+        assert_eq!(text.matches("durable in the tenant's inbox").count(), 3, "{text}");
         assert_eq!(report.rows.len(), 3);
         assert!(
             report.rows.iter().all(|r| r.devices_on_phone == 1 && r.reconnects_without_qr == 2),
