@@ -179,3 +179,37 @@ async fn offline_messages_arrive_after_restart() {
     assert_eq!((s.phone_decrypt_failures, s.pairings), (0, 1), "{s:?}");
     host.shutdown().await;
 }
+
+/// A companion linked to a contact's account after the tenant cached that contact's device list
+/// still gets the tenant's next message: the server's `devices` notification makes the tenant
+/// drop the cached list (without it the new device would be skipped for the cache's 5 minutes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newly_linked_contact_device_gets_the_next_message() {
+    let sim = sim().await;
+    let store = mem_store();
+    let host = start(&sim, &store, "msg-c").await;
+    let linked = link_n(&host, &sim, "n", 1).await;
+    let (t, _own_phone) = linked[0].clone();
+    let peer = phone(4545);
+    let p = peer.clone();
+    sim.with_sim(move |s, _| s.add_phone(&p, "peer")).await.unwrap().unwrap();
+    wait_state(&host, &t, staylinked::host::state::TenantState::Connected).await;
+    send(&host, &t, "3EB0CCCC000000000001", &peer, "before the new device").await;
+    poll("first message at the peer phone", || async {
+        (!phone_inbox(&sim, &peer).await.is_empty()).then_some(())
+    })
+    .await;
+
+    // The peer links a companion (a second tenant of this host) after the first send.
+    let t2 = tid("n-peer");
+    host.registry().create(t2.clone(), None).await.unwrap();
+    staylinked::demo::link_by_qr(&sim, host.registry(), &t2, &peer, WAIT).await.unwrap();
+    send(&host, &t, "3EB0CCCC000000000002", &peer, "after the new device").await;
+    let got = poll("the message at the new companion", || async {
+        let v = inbox_texts(&store, &t2).await;
+        (!v.is_empty()).then_some(v)
+    })
+    .await;
+    assert_eq!(got[0].2, "after the new device");
+    host.shutdown().await;
+}

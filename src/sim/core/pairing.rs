@@ -79,7 +79,7 @@ impl Sim {
         Some((iq, details, id))
     }
 
-    pub(super) fn handle_pair_device_sign(&mut self, _now: Instant, conn: ConnId, id: &str, sign: &Node) {
+    pub(super) fn handle_pair_device_sign(&mut self, now: Instant, conn: ConnId, id: &str, sign: &Node) {
         let Some(c) = self.conns.get_mut(&conn) else { return };
         let Phase::Registration { identity_pub, pairing, .. } = &mut c.phase else {
             return self.reject(conn, "pair-device-sign outside pairing");
@@ -111,6 +111,7 @@ impl Sim {
         d.confirmed = true;
         self.stats.pairings += 1;
         tracing::info!(conn_id = conn.0, device = p.device, "sim paired companion");
+        self.notify_device_added(now, &p.phone, p.device);
         self.stream_error(conn, Node::new("stream:error").attr("code", "515"), "515");
     }
 

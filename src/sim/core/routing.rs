@@ -60,7 +60,7 @@ impl OutReceipt {
     }
 }
 
-fn device_jid(phone: &str, device: u16) -> Jid {
+pub(super) fn device_jid(phone: &str, device: u16) -> Jid {
     Jid::new(phone, Server::User).with_device(device)
 }
 

@@ -7,6 +7,7 @@
 
 use std::time::Instant;
 
+use super::routing::device_jid;
 use super::{AdminError, ConnId, Sim, iq_result};
 use crate::sim::group::Group;
 use crate::sim::phone::{InboxEntry, SentEntry};
@@ -189,6 +190,30 @@ impl Sim {
             group.members.iter().flat_map(|m| self.user_devices(m)).filter(|d| d.device != 0).collect();
         for d in devices {
             self.enqueue(&d.user, d.device, Class::Notification, &id, node.clone());
+        }
+    }
+
+    /// `<notification type="devices"><add><device jid/></add>` about a newly linked companion of
+    /// `phone` to every other confirmed companion (queued like messages): contacts drop their
+    /// cached device list of that user, so their next send reaches the new device too.
+    pub(super) fn notify_device_added(&mut self, now: Instant, phone: &str, device: u16) {
+        let id = self.next_stanza_id();
+        let node = Node::new("notification")
+            .attr("from", Jid::new(phone, Server::User))
+            .attr("type", "devices")
+            .attr("id", id.as_str())
+            .attr("t", self.unix(now).to_string())
+            .children([
+                Node::new("add").children([Node::new("device").attr("jid", device_jid(phone, device))])
+            ]);
+        let targets: Vec<(String, u16)> = self
+            .accounts
+            .iter()
+            .flat_map(|(p, a)| a.devices.values().filter(|d| d.confirmed).map(move |d| (p.clone(), d.id)))
+            .filter(|(p, d)| !(p == phone && *d == device))
+            .collect();
+        for (p, d) in targets {
+            self.enqueue(&p, d, Class::Notification, &id, node.clone());
         }
     }
 
