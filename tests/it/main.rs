@@ -16,6 +16,8 @@ mod host_tenant_state;
 mod host_util;
 mod messaging;
 mod messaging_crash;
+mod security_api;
+mod security_process;
 mod sim_lifecycle;
 mod sim_pairing;
 mod store_conformance;
