@@ -237,7 +237,7 @@ mod tests {
     use crate::store::crypt::{Keyring, MasterKey};
     use crate::store::memory::MemoryStore;
     use crate::store::testing::FaultyStore;
-    use crate::store::{ManualClock, Store as _};
+    use crate::store::ManualClock;
 
     /// M7: a renewal stuck in flight does not keep the lease "held": loss is signalled when
     /// the validity deadline (from the last successful send, monotonic clock) passes, while

@@ -602,7 +602,7 @@ impl TenantStatus {
 
     /// Copies the operator-config fields (webhook url and secret, pacing, deleting) from `from`,
     /// keeping this status's runtime fields: what a runtime status write leaves untouched.
-    pub fn keep_config_of(&mut self, from: &TenantStatus) {
+    pub fn keep_config_of(&mut self, from: &Self) {
         self.webhook_url.clone_from(&from.webhook_url);
         self.webhook_secret.clone_from(&from.webhook_secret);
         self.pacing.clone_from(&from.pacing);
