@@ -83,6 +83,7 @@ pub fn sample_keys(seed: u8) -> Vec<(KeyRef, SecretBytes)> {
         (KeyRef::LidMapping("15550001234".into()), v(10)),
         (KeyRef::DeviceList("15550001234".into()), v(11)),
         (KeyRef::TcToken("a/b c".into()), v(12)),
+        (KeyRef::SentMessage("3EB0A1F2.x/y".into()), v(13)),
     ]
 }
 
@@ -91,6 +92,7 @@ fn sample_status() -> TenantStatus {
         state: LinkState::Connected,
         me: Some("15550001:3@s.whatsapp.net".into()),
         push_name: Some("x".into()),
+        presence: Some(crate::store::model::PresenceType::Available),
         linked_at: Some(10),
         last_connected_at: Some(20),
         last_disconnect: Some(LastDisconnect { code: 428, reason: "connection closed".into(), at: 15 }),

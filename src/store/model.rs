@@ -290,11 +290,13 @@ pub enum KeyKind {
     DeviceList,
     /// Privacy (tc) token of a user.
     TcToken,
+    /// A message we sent, kept for retry receipts (bounded by the core).
+    SentMessage,
 }
 
 impl KeyKind {
     /// Every kind, longest name first within shared prefixes (used by the doc-id parser).
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 12] = [
         Self::SenderKeyMemory,
         Self::SenderKey,
         Self::SignedPreKey,
@@ -306,6 +308,7 @@ impl KeyKind {
         Self::LidMapping,
         Self::DeviceList,
         Self::TcToken,
+        Self::SentMessage,
     ];
 
     /// The stable storage name of the kind.
@@ -322,6 +325,7 @@ impl KeyKind {
             Self::LidMapping => "lid-mapping",
             Self::DeviceList => "device-list",
             Self::TcToken => "tc-token",
+            Self::SentMessage => "sent-message",
         }
     }
 }
@@ -358,6 +362,8 @@ pub enum KeyRef {
     DeviceList(String),
     /// Privacy token by user.
     TcToken(String),
+    /// A sent message by message id.
+    SentMessage(String),
 }
 
 /// A doc id that does not name a known key.
@@ -428,6 +434,7 @@ impl KeyRef {
             Self::LidMapping(_) => KeyKind::LidMapping,
             Self::DeviceList(_) => KeyKind::DeviceList,
             Self::TcToken(_) => KeyKind::TcToken,
+            Self::SentMessage(_) => KeyKind::SentMessage,
         }
     }
 
@@ -445,7 +452,8 @@ impl KeyRef {
             | Self::AppStateVersion(s)
             | Self::LidMapping(s)
             | Self::DeviceList(s)
-            | Self::TcToken(s) => escape_component(s),
+            | Self::TcToken(s)
+            | Self::SentMessage(s) => escape_component(s),
         }
     }
 
@@ -481,6 +489,7 @@ impl KeyRef {
             KeyKind::LidMapping => Self::LidMapping(text(rest)?),
             KeyKind::DeviceList => Self::DeviceList(text(rest)?),
             KeyKind::TcToken => Self::TcToken(text(rest)?),
+            KeyKind::SentMessage => Self::SentMessage(text(rest)?),
         })
     }
 }
@@ -520,9 +529,21 @@ pub enum LinkState {
     HeldElsewhere,
     /// The tenant's state failed to load or the server refused it for good; see the events.
     Error,
+    /// The server refused the client version (405); waits for a restart with a newer one.
+    Outdated,
     /// A value written by a newer version.
     #[serde(other)]
     Unknown,
+}
+
+/// The presence a tenant announces after login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PresenceType {
+    /// Online: the phone stops showing notifications while the gateway is connected.
+    Available,
+    /// Offline (default): the phone keeps its notifications.
+    Unavailable,
 }
 
 /// The last disconnect of a tenant.
@@ -546,9 +567,13 @@ pub struct TenantStatus {
     /// Own JID, if linked.
     #[serde(default)]
     pub me: Option<String>,
-    /// Push name.
+    /// Push name announced with `<presence>` after login (API field `push_name`; when absent,
+    /// the name learned at pairing).
     #[serde(default)]
     pub push_name: Option<String>,
+    /// Presence sent after login (API field `presence`; absent: `unavailable`).
+    #[serde(default)]
+    pub presence: Option<PresenceType>,
     /// When the tenant was linked (unix ms).
     #[serde(default)]
     pub linked_at: Option<u64>,
@@ -595,17 +620,25 @@ impl TenantStatus {
         if let Some(p) = &patch.pacing {
             self.pacing = p.map(Box::new);
         }
+        if let Some(n) = &patch.push_name {
+            self.push_name.clone_from(n);
+        }
+        if let Some(p) = patch.presence {
+            self.presence = Some(p);
+        }
         if let Some(d) = patch.deleting {
             self.deleting = d;
         }
     }
 
-    /// Copies the operator-config fields (webhook url and secret, pacing, deleting) from `from`,
+    /// Copies the operator-config fields (webhook url and secret, pacing, presence, deleting)
+    /// from `from`,
     /// keeping this status's runtime fields: what a runtime status write leaves untouched.
     pub fn keep_config_of(&mut self, from: &Self) {
         self.webhook_url.clone_from(&from.webhook_url);
         self.webhook_secret.clone_from(&from.webhook_secret);
         self.pacing.clone_from(&from.pacing);
+        self.presence = from.presence;
         self.deleting = from.deleting;
     }
 }
@@ -621,6 +654,11 @@ pub struct ConfigPatch {
     pub webhook_secret: Option<SecretBytes>,
     /// New pacing overrides (`Some(None)` clears them).
     pub pacing: Option<Option<PacingOverride>>,
+    /// New push name (`Some(None)`: back to the one learned at pairing). Also a runtime field
+    /// (learned at pairing), so runtime writes carry it too.
+    pub push_name: Option<Option<String>>,
+    /// New presence announced after login.
+    pub presence: Option<PresenceType>,
     /// Marks (or unmarks) the tenant as being deleted.
     pub deleting: Option<bool>,
 }
@@ -631,6 +669,8 @@ impl ConfigPatch {
         self.webhook_url.is_none()
             && self.webhook_secret.is_none()
             && self.pacing.is_none()
+            && self.push_name.is_none()
+            && self.presence.is_none()
             && self.deleting.is_none()
     }
 }
@@ -850,6 +890,7 @@ mod tests {
         assert_eq!(KeyRef::parse_doc_id("sender-key-memory-g"), Ok(KeyRef::SenderKeyMemory("g".into())));
         assert!(KeyRef::parse_doc_id("pre-key-07").is_err());
         assert!(KeyRef::parse_doc_id("bogus-1").is_err());
+        assert_eq!(KeyRef::SentMessage("3EB0.A".into()).doc_id(), "sent-message-3EB0%2EA");
         assert!(KeyRef::parse_doc_id("session-a.b").is_err());
     }
 
@@ -867,6 +908,7 @@ mod tests {
             s.prop_map(KeyRef::LidMapping),
             s.prop_map(KeyRef::DeviceList),
             s.prop_map(KeyRef::TcToken),
+            s.prop_map(KeyRef::SentMessage),
         ]
     }
 

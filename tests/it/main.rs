@@ -18,6 +18,8 @@ mod host_util;
 mod key_rotation;
 mod messaging;
 mod messaging_crash;
+mod messaging_fidelity;
+mod protocol_fidelity;
 mod sim_lifecycle;
 mod sim_pairing;
 mod store_conformance;

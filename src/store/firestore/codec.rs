@@ -31,7 +31,8 @@ pub(crate) const RUNTIME_FIELDS: [&str; 9] = [
 ];
 
 /// Operator-config fields of the status doc (written by API calls only).
-pub(crate) const CONFIG_FIELDS: [&str; 4] = ["webhook_url", WEBHOOK_SECRET_FIELD, "pacing", "deleting"];
+pub(crate) const CONFIG_FIELDS: [&str; 5] =
+    ["webhook_url", WEBHOOK_SECRET_FIELD, "pacing", "presence", "deleting"];
 
 /// The webhook secret field: sealed bytes (AAD [`WEBHOOK_SECRET_NAME`]); older versions
 /// stored it as base64 text, which still loads and is sealed by the next config write or
@@ -246,6 +247,7 @@ mod tests {
             state: LinkState::Connected,
             me: Some("1@s.whatsapp.net".into()),
             push_name: Some("x".into()),
+            presence: Some(crate::store::model::PresenceType::Available),
             linked_at: Some(1),
             last_connected_at: Some(2),
             last_disconnect: Some(LastDisconnect { code: 428, reason: "r".into(), at: 3 }),

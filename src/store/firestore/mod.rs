@@ -761,6 +761,12 @@ impl Store for FirestoreStore {
         if patch.pacing.is_some() {
             mask.push("pacing");
         }
+        if patch.push_name.is_some() {
+            mask.push("push_name");
+        }
+        if patch.presence.is_some() {
+            mask.push("presence");
+        }
         if patch.deleting.is_some() {
             mask.push("deleting");
         }
