@@ -197,7 +197,7 @@ async fn seed_webhook(path: &Path, t: &str, webhook_url: &str) {
     use staylinked::store::{StoreConfig, TenantStatus};
     let store = staylinked::store::open(&StoreConfig::Embedded { path: path.to_owned() }).await.unwrap();
     let status = TenantStatus { webhook_url: Some(webhook_url.to_owned()), ..TenantStatus::default() };
-    store.write_status(&tid(t), &status).await.unwrap();
+    store.create_tenant(&tid(t), &status).await.unwrap();
 }
 
 /// M1 at delivery time: a stored webhook URL pointing at 127.0.0.1 is refused when the event is
