@@ -8,7 +8,7 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -28,6 +28,8 @@ pub(crate) fn router() -> Router<SimHandle> {
         .route("/phones/{phone}/send", post(phone_send))
         .route("/phones/{phone}/inbox", get(phone_inbox))
         .route("/phones/{phone}/sent", get(phone_sent))
+        .route("/phones/{phone}/call", post(phone_call))
+        .route("/config", put(put_config))
         .route("/groups", post(create_group))
         .route("/faults", post(fault))
         .route("/stats", get(stats))
@@ -178,6 +180,53 @@ async fn phone_send(
         .await
         .map_err(|_| stopped())??;
     Ok(Json(json!({"id": id})))
+}
+
+#[derive(Deserialize)]
+struct Call {
+    to: String,
+}
+
+/// `POST /admin/phones/{phone}/call {"to"}`: rings every companion of `to` (offer, then
+/// terminate); answers `{"call_id","devices"}`.
+async fn phone_call(
+    State(h): State<SimHandle>,
+    Path(phone): Path<String>,
+    body: Result<Json<Call>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Json(b) = body.map_err(|e| bad_body(&e))?;
+    let (call_id, devices) =
+        h.call(move |sim, now| sim.phone_call(now, &phone, &b.to)).await.map_err(|_| stopped())??;
+    Ok(Json(json!({"call_id": call_id, "devices": devices})))
+}
+
+/// `PUT /admin/config`: runtime settings; absent fields keep their value.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigBody {
+    /// How long a device has to ack a pushed stanza before `<stream:error><ack/>`.
+    #[serde(default)]
+    ack_timeout_ms: Option<u64>,
+}
+
+async fn put_config(
+    State(h): State<SimHandle>,
+    body: Result<Json<ConfigBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Json(b) = body.map_err(|e| bad_body(&e))?;
+    if b.ack_timeout_ms == Some(0) {
+        return Err(ApiError(StatusCode::BAD_REQUEST, "bad_request", "ack_timeout_ms must be > 0".into()));
+    }
+    let ack = h
+        .call(move |sim, _| {
+            if let Some(ms) = b.ack_timeout_ms {
+                sim.set_ack_timeout(std::time::Duration::from_millis(ms));
+            }
+            sim.ack_timeout()
+        })
+        .await
+        .map_err(|_| stopped())?;
+    Ok(Json(json!({"ack_timeout_ms": u64::try_from(ack.as_millis()).unwrap_or(u64::MAX)})))
 }
 
 async fn phone_inbox(

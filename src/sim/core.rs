@@ -45,6 +45,9 @@ pub const REF_COUNT: usize = 6;
 pub const PAIRING_WINDOW: Duration = Duration::from_secs(180);
 /// Largest accepted client frame.
 const MAX_FRAME: usize = 1 << 20;
+/// How long a device has to ack a stanza pushed to it before the server ends the stream
+/// with `<stream:error><ack/>` (the default; `PUT /admin/config {"ack_timeout_ms"}`).
+pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Simulator configuration.
 #[derive(Debug, Clone)]
@@ -137,6 +140,8 @@ enum Delayed {
     OfflineBatch,
     /// Send `<ib><offline count>` if the batch is still draining.
     OfflineEnd,
+    /// The device must have answered queued item `seq` by now.
+    AckDeadline(u64),
 }
 
 /// Where a logged-in connection is in the offline-queue handshake (transcript quirk 4).
@@ -229,6 +234,11 @@ pub struct Sim {
     groups: BTreeMap<String, Group>,
     queues: HashMap<(String, u16), DeviceQueue>,
     corrupt_next: HashSet<(String, u16)>,
+    /// Devices whose next message is spoilt for good (every resend of it too).
+    undecryptable_next: HashSet<(String, u16)>,
+    /// `(phone, device, message id)` whose every copy to that device is spoilt.
+    undecryptable: HashSet<(String, u16, String)>,
+    ack_timeout: Duration,
     stats: Stats,
     outputs: VecDeque<(ConnId, ConnOutput)>,
     base: (Instant, u64),
@@ -300,6 +310,9 @@ impl Sim {
             groups: BTreeMap::new(),
             queues: HashMap::new(),
             corrupt_next: HashSet::new(),
+            undecryptable_next: HashSet::new(),
+            undecryptable: HashSet::new(),
+            ack_timeout: DEFAULT_ACK_TIMEOUT,
             stats: Stats::default(),
             outputs: VecDeque::new(),
             base: (now, unix_now),
@@ -309,6 +322,17 @@ impl Sim {
             next_seq: 1,
             next_group: 1,
         }
+    }
+
+    /// How long a device has to ack each stanza pushed to it ([`DEFAULT_ACK_TIMEOUT`]);
+    /// applies to stanzas sent from now on.
+    pub fn set_ack_timeout(&mut self, timeout: Duration) {
+        self.ack_timeout = timeout;
+    }
+
+    /// The current ack timeout.
+    pub fn ack_timeout(&self) -> Duration {
+        self.ack_timeout
     }
 
     /// The root public key clients must trust.
@@ -401,6 +425,7 @@ impl Sim {
                 Delayed::Close => self.close(conn),
                 Delayed::OfflineBatch => self.send_offline_batch(now, conn),
                 Delayed::OfflineEnd => self.send_offline_end(conn),
+                Delayed::AckDeadline(seq) => self.ack_deadline(conn, seq),
             }
         }
     }
