@@ -29,10 +29,10 @@ pub(crate) fn router() -> Router<SimHandle> {
         .route("/phones/{phone}/inbox", get(phone_inbox))
         .route("/phones/{phone}/sent", get(phone_sent))
         .route("/phones/{phone}/call", post(phone_call))
-        .route("/config", put(put_config))
         .route("/groups", post(create_group))
         .route("/faults", post(fault))
         .route("/stats", get(stats))
+        .route("/config", put(put_config).get(get_config))
 }
 
 /// An admin error as HTTP: `{"error":{"code","message"}}`.
@@ -127,7 +127,10 @@ async fn devices(
     let list = h.call(move |sim, _| sim.devices(&phone)).await.map_err(|_| stopped())??;
     let devices: Vec<_> = list
         .into_iter()
-        .map(|d| json!({"device_jid": d.device_jid, "linked_at": d.linked_at, "online": d.online, "logins": d.logins}))
+        .map(|d| {
+            let presence = d.presence.map(|(typ, name)| json!({"type": typ, "name": name}));
+            json!({"device_jid": d.device_jid, "linked_at": d.linked_at, "online": d.online, "logins": d.logins, "presence": presence})
+        })
         .collect();
     Ok(Json(json!({"devices": devices})))
 }
@@ -160,6 +163,30 @@ async fn fault(
 
 async fn stats(State(h): State<SimHandle>) -> Result<Json<serde_json::Value>, ApiError> {
     let s = h.call(|sim, _| sim.stats()).await.map_err(|_| stopped())?;
+    Ok(Json(serde_json::to_value(s).unwrap_or_default()))
+}
+
+async fn get_config(State(h): State<SimHandle>) -> Result<Json<serde_json::Value>, ApiError> {
+    let s = h.call(|sim, _| sim.settings().clone()).await.map_err(|_| stopped())?;
+    Ok(Json(serde_json::to_value(s).unwrap_or_default()))
+}
+
+/// `PUT /admin/config`: a JSON object naming the settings to change (see `sim::settings`);
+/// answers with all settings.
+async fn put_config(
+    State(h): State<SimHandle>,
+    body: Result<Json<serde_json::Value>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Json(patch) = body.map_err(|e| bad_body(&e))?;
+    let s = h
+        .call(move |sim, _| {
+            let next = sim.settings().merged(&patch)?;
+            sim.set_settings(next.clone());
+            Ok::<_, super::settings::SettingsError>(next)
+        })
+        .await
+        .map_err(|_| stopped())?
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, "bad_request", e.to_string()))?;
     Ok(Json(serde_json::to_value(s).unwrap_or_default()))
 }
 
@@ -198,35 +225,6 @@ async fn phone_call(
     let (call_id, devices) =
         h.call(move |sim, now| sim.phone_call(now, &phone, &b.to)).await.map_err(|_| stopped())??;
     Ok(Json(json!({"call_id": call_id, "devices": devices})))
-}
-
-/// `PUT /admin/config`: runtime settings; absent fields keep their value.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ConfigBody {
-    /// How long a device has to ack a pushed stanza before `<stream:error><ack/>`.
-    #[serde(default)]
-    ack_timeout_ms: Option<u64>,
-}
-
-async fn put_config(
-    State(h): State<SimHandle>,
-    body: Result<Json<ConfigBody>, axum::extract::rejection::JsonRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let Json(b) = body.map_err(|e| bad_body(&e))?;
-    if b.ack_timeout_ms == Some(0) {
-        return Err(ApiError(StatusCode::BAD_REQUEST, "bad_request", "ack_timeout_ms must be > 0".into()));
-    }
-    let ack = h
-        .call(move |sim, _| {
-            if let Some(ms) = b.ack_timeout_ms {
-                sim.set_ack_timeout(std::time::Duration::from_millis(ms));
-            }
-            sim.ack_timeout()
-        })
-        .await
-        .map_err(|_| stopped())?;
-    Ok(Json(json!({"ack_timeout_ms": u64::try_from(ack.as_millis()).unwrap_or(u64::MAX)})))
 }
 
 async fn phone_inbox(

@@ -90,7 +90,12 @@ async fn undecryptable_message_is_acked_and_never_redelivered() {
         items.iter().any(|i| String::from_utf8_lossy(i.payload.expose()).contains("later")).then_some(())
     })
     .await;
-    let after = stats(&sim).await;
+    // (its receipt follows the inbox commit)
+    let after = poll("the later message receipted", || async {
+        let s = stats(&sim).await;
+        (s.unacked == 0).then_some(s)
+    })
+    .await;
     assert_eq!(after.offline_redelivered, s.offline_redelivered + 1, "only the later one: {after:?}");
     assert_eq!((after.retry_receipts, after.ack_stream_errors, after.unacked), (s.retry_receipts, 0, 0));
     let items = store.list_inbox(&t).await.unwrap();
