@@ -391,8 +391,9 @@ impl Sim {
 
     /// `POST /admin/phones/{phone}/retry`: the phone asks the sender of message `id` (which it
     /// received) for a resend with a retry receipt (`<retry count id t v>` + `<registration>`,
-    /// as the reference clients send a first retry), and forgets it so the resend is decrypted
-    /// and lands in its inbox again. Returns the device the receipt went to.
+    /// plus `<keys>` from the second retry of the same message on, as the references send
+    /// them), and forgets it so the resend is decrypted and lands in its inbox again. Returns
+    /// the device the receipt went to.
     ///
     /// # Errors
     /// [`AdminError::UnknownPhone`]; [`AdminError::BadRequest`] when the phone has no such
@@ -404,6 +405,18 @@ impl Sim {
             .ok_or_else(|| AdminError::BadRequest(format!("the phone received no message {id:?}")))?;
         let count = p.next_retry(&entry.from, id);
         let registration_id = p.registration_id();
+        // From the second retry on, the references attach the receiver's keys (a one-time
+        // prekey, the signed prekey, the identity) so the sender builds a fresh session.
+        let keys = (count >= 2).then(|| p.take_bundle(&mut self.rng)).and_then(|b| {
+            Some(crate::wa::message::RetryKeys {
+                identity: b.identity_key,
+                pre_key: b.pre_key?,
+                signed_pre_key_id: b.signed_pre_key_id,
+                signed_pre_key: b.signed_pre_key,
+                signed_pre_key_signature: b.signed_pre_key_signature,
+                device_identity: Vec::new(),
+            })
+        });
         let group = entry.chat.is_group().then(|| entry.chat.clone());
         let receipt = super::routing::OutReceipt {
             id: id.to_owned(),
@@ -418,7 +431,10 @@ impl Sim {
                     .attr("t", entry.t.to_string())
                     .attr("v", "1"),
                 Node::new("registration").bytes(registration_id.to_be_bytes().to_vec()),
-            ],
+            ]
+            .into_iter()
+            .chain(keys.as_ref().map(crate::wa::message::retry_keys_node))
+            .collect(),
         };
         self.forward_receipt(now, &Jid::new(phone, Server::User), &receipt);
         Ok(entry.from)
