@@ -29,6 +29,7 @@ pub struct Metrics {
     hydration_ms: AtomicU64,
     pairings: AtomicU64,
     offline_drained: AtomicU64,
+    deletes_finished: AtomicU64,
     reconnects: Mutex<BTreeMap<u16, u64>>,
 }
 
@@ -73,6 +74,11 @@ impl Metrics {
     /// the tenant is fully ready).
     pub fn count_offline_drained(&self) {
         self.offline_drained.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a tenant whose answered `DELETE` was finished after a restart.
+    pub fn count_delete_finished(&self) {
+        self.deletes_finished.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records how long cold-start hydration took.
@@ -127,6 +133,11 @@ impl Metrics {
                 "staylinked_offline_drained_total",
                 "Connections whose offline backlog was delivered (ready).",
                 &self.offline_drained,
+            ),
+            (
+                "staylinked_deletes_finished_total",
+                "Deleted tenants purged after a restart (DELETE answered before the stop).",
+                &self.deletes_finished,
             ),
         ];
         for (name, help, v) in counters {

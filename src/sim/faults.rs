@@ -91,6 +91,10 @@ pub struct Stats {
     /// Message copies whose ciphertext a `corrupt_next_message` / `undecryptable_next_message`
     /// fault altered.
     pub corrupted: u64,
+    /// Messages decrypted by accounts' hosted (Cloud API) devices.
+    pub hosted_decrypted: u64,
+    /// Group message copies a client addressed to a hosted device (should stay 0).
+    pub hosted_group_copies: u64,
     /// Calls placed by simulated phones (admin API).
     pub calls: u64,
     /// Stanzas pushed to companions and not answered yet (all device queues, now).

@@ -39,6 +39,10 @@ impl Sim {
     /// A bundle for `device`, consuming one of its one-time prekeys. `None` for an unknown
     /// device or a companion that never gave a signed prekey.
     pub(super) fn take_bundle(&mut self, device: &Jid) -> Option<PreKeyBundle> {
+        if device.server == Server::Hosted && device.device == super::HOSTED_DEVICE {
+            let Self { hosted, rng, .. } = self;
+            return hosted.get_mut(&device.user).map(|p| p.take_bundle(rng));
+        }
         if device.server != Server::User {
             return None;
         }
@@ -95,7 +99,11 @@ impl Sim {
         let answer: Vec<UserDevices> = users
             .into_iter()
             .map(|u| {
-                let devices = if u.server == Server::User { self.user_devices(&u.user) } else { Vec::new() };
+                let mut devices =
+                    if u.server == Server::User { self.user_devices(&u.user) } else { Vec::new() };
+                if u.server == Server::User && self.hosted.contains_key(&u.user) {
+                    devices.push(Jid::new(u.user.as_str(), Server::Hosted).with_device(super::HOSTED_DEVICE));
+                }
                 UserDevices { user: u, devices }
             })
             .collect();
