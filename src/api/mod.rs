@@ -59,6 +59,21 @@ pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 /// [`REQUEST_TIMEOUT`].
 async fn request_deadline(req: Request, next: Next) -> Response {
     match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+        // axum's body-limit rejection is plain text; answer it in the API's JSON error format.
+        Ok(r)
+            if r.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE
+                && !r
+                    .headers()
+                    .get(axum::http::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.starts_with("application/json")) =>
+        {
+            axum::response::IntoResponse::into_response(error::ApiError::new(
+                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "the request body is larger than 2 MB",
+            ))
+        }
         Ok(r) => r,
         Err(_) => axum::response::IntoResponse::into_response(error::ApiError::new(
             axum::http::StatusCode::REQUEST_TIMEOUT,

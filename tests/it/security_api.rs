@@ -124,6 +124,31 @@ async fn webhook_redirects_are_not_followed() {
     host.shutdown().await;
 }
 
+/// L5: a body over the 2 MB limit gets the JSON error format (413 `body_too_large`), not
+/// axum's plain text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_bodies_get_a_json_413() {
+    let sim = sim().await;
+    let host = start(&sim, &mem_store(), "big").await;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let big = format!(r#"{{"id":"{}"}}"#, "a".repeat(2 * 1024 * 1024 + 1024));
+    let mut s = tokio::net::TcpStream::connect(host.api_addr()).await.unwrap();
+    let head = format!(
+        "POST /v1/tenants HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        big.len()
+    );
+    // The server may answer (and stop reading) before the whole body is sent: write errors
+    // are expected, the answer is what counts.
+    let _ = s.write_all(head.as_bytes()).await;
+    let _ = s.write_all(big.as_bytes()).await;
+    let mut raw = Vec::new();
+    let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut raw)).await;
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(text.contains(r#""code":"body_too_large""#), "{text}");
+    host.shutdown().await;
+}
+
 /// L3: `__x__` ids (reserved by Firestore) are refused with 400 on every backend.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reserved_tenant_ids_are_refused() {
