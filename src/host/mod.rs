@@ -10,6 +10,7 @@
 pub mod clock;
 mod connection;
 pub mod events;
+pub mod inbox;
 pub mod lease;
 pub mod metrics;
 pub mod outbox;

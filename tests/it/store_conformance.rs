@@ -143,6 +143,7 @@ conformance!(
     hydrate_all_streams_everyone,
     inbox_round_trip_in_id_order,
     inbox_atomic_fenced_and_kept_on_logout,
+    oversized_value_rejected,
 );
 
 /// Firestore `hydrate_all` with windows of 2 tenants and 3-document pages (several windows and
