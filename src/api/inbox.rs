@@ -34,7 +34,11 @@ fn valid_id(s: &str) -> bool {
 
 fn store_unavailable(e: &crate::store::StoreError) -> ApiError {
     tracing::warn!(error = %e, "inbox read or delete failed in the store");
-    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "the store is unavailable; retry later")
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "store_unavailable",
+        "the store is unavailable; retry later",
+    )
 }
 
 /// `GET /v1/tenants/{id}/inbox?after=<id>&limit=<n>` →

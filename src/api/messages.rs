@@ -92,7 +92,9 @@ fn outbox_error(e: OutboxError) -> ApiError {
         OutboxError::FullBytes { max_bytes } => ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "outbox_full",
-            format!("the queued texts of this tenant would exceed {max_bytes} bytes; wait for them to go out"),
+            format!(
+                "the queued texts of this tenant would exceed {max_bytes} bytes; wait for them to go out"
+            ),
         ),
         OutboxError::Store(detail) => {
             tracing::warn!(error = %detail, "outbox write failed in the store");

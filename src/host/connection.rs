@@ -118,13 +118,16 @@ impl Actor {
                         let mut batch = persist::delta_to_batch_with_inbox(&delta, slot);
                         // The received message's inbox item, while it is still to be kept.
                         let mut kept: Option<(String, u64)> = batch.deltas.iter().find_map(|d| match d {
-                            store::Delta::InboxPut(item) => Some((item.id.clone(), item.payload.len() as u64)),
+                            store::Delta::InboxPut(item) => {
+                                Some((item.id.clone(), item.payload.len() as u64))
+                            }
                             _ => None,
                         });
                         if let Some((_, size)) = &kept {
                             let max = self.inbox.max_item_bytes();
                             if *size > max {
-                                let why = format!("message is {size} bytes; the inbox holds at most {max} bytes");
+                                let why =
+                                    format!("message is {size} bytes; the inbox holds at most {max} bytes");
                                 self.reject_received(&delta, &mut batch, &why);
                                 kept = None;
                             } else {
@@ -133,7 +136,8 @@ impl Actor {
                                 match self.wait_inbox_space(guard, client, *size).await {
                                     SpaceWait::Space => {}
                                     SpaceWait::Abandon => {
-                                        let why = "the tenant was logged out or deleted while its inbox was full";
+                                        let why =
+                                            "the tenant was logged out or deleted while its inbox was full";
                                         self.reject_received(&delta, &mut batch, why);
                                         kept = None;
                                     }
@@ -160,7 +164,11 @@ impl Actor {
                                 Err(e) if e.is_rejected() && kept.is_some() => {
                                     // This message can never be stored: keep its keys, report it
                                     // lost with the reason, and go on with the next one.
-                                    self.reject_received(&delta, &mut batch, &format!("the store rejected it: {e}"));
+                                    self.reject_received(
+                                        &delta,
+                                        &mut batch,
+                                        &format!("the store rejected it: {e}"),
+                                    );
                                     kept = None;
                                 }
                                 Err(e) if e.is_rejected() => {

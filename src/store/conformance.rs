@@ -554,7 +554,8 @@ pub async fn inbox_round_trip_in_id_order(f: Fixture) {
     let page =
         f.store.list_inbox_page(&t, Some("0002-y/z.w"), 10).await.unwrap_or_else(|e| panic!("page 2: {e}"));
     assert_eq!(page, listed[2..].to_vec(), "page after an id");
-    let page = f.store.list_inbox_page(&t, Some("0003-a~"), 10).await.unwrap_or_else(|e| panic!("page 3: {e}"));
+    let page =
+        f.store.list_inbox_page(&t, Some("0003-a~"), 10).await.unwrap_or_else(|e| panic!("page 3: {e}"));
     assert!(page.is_empty(), "nothing after the last id");
     let one = f.store.get_inbox(&t, "0002-y/z.w").await.unwrap_or_else(|e| panic!("get: {e}"));
     assert_eq!(one.as_ref(), listed.get(1), "get one item by id");

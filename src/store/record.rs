@@ -239,13 +239,15 @@ pub(crate) fn encode_batch(
                 }
                 Delta::KeyDelete(key) => Op::DeleteKey(key.doc_id()),
                 Delta::StatusPut(s) => Op::PutStatus(s.clone()),
-                Delta::OutboxPut(item) => {
-                    Op::PutOutbox(outbox_doc_id(&item.id), within_limit("outbox item", encode_outbox(ring, tenant, item)?)?)
-                }
+                Delta::OutboxPut(item) => Op::PutOutbox(
+                    outbox_doc_id(&item.id),
+                    within_limit("outbox item", encode_outbox(ring, tenant, item)?)?,
+                ),
                 Delta::OutboxDelete(id) => Op::DeleteOutbox(outbox_doc_id(id)),
-                Delta::InboxPut(item) => {
-                    Op::PutInbox(inbox_doc_id(&item.id), within_limit("inbox item", encode_inbox(ring, tenant, item)?)?)
-                }
+                Delta::InboxPut(item) => Op::PutInbox(
+                    inbox_doc_id(&item.id),
+                    within_limit("inbox item", encode_inbox(ring, tenant, item)?)?,
+                ),
                 Delta::InboxDelete(id) => Op::DeleteInbox(inbox_doc_id(id)),
             })
         })

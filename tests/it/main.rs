@@ -11,6 +11,7 @@ mod bench_scale;
 mod chaos;
 mod deploy_files;
 mod host_lifecycle;
+mod host_limits;
 mod host_process;
 mod host_tenant_state;
 mod host_util;

@@ -31,8 +31,8 @@ pub use record::{MessageView, SendStatus};
 
 use self::pacing::{Pacer, Pacing};
 use super::clock;
-use super::inbox::Limits;
 use super::events::{EventSink, TenantEvent};
+use super::inbox::Limits;
 use super::policy;
 use super::state::{CommandError, TenantCommand, TenantState, TenantView};
 use crate::store::{Delta, DeltaBatch, OutboxItem, Store};

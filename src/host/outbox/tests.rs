@@ -44,7 +44,7 @@ struct Fixture {
     acks: Arc<std::sync::atomic::AtomicBool>,
     cancel: CancellationToken,
     tasks: tokio::task::JoinSet<()>,
-    limits: crate::host::inbox::Limits,
+    limits: Limits,
 }
 
 impl Fixture {
@@ -70,7 +70,7 @@ impl Fixture {
             acks: Arc::new(std::sync::atomic::AtomicBool::new(true)),
             cancel: CancellationToken::new(),
             tasks: tokio::task::JoinSet::new(),
-            limits: crate::host::inbox::Limits::default(),
+            limits: Limits::default(),
         }
     }
 

@@ -258,12 +258,7 @@ impl Worker {
 }
 
 /// Reads a stored message's body back from the inbox (other events are ready as they are).
-async fn load(
-    store: &Arc<dyn Store>,
-    tenant: &TenantId,
-    p: Pending,
-    rng: &mut impl rand::Rng,
-) -> Loaded {
+async fn load(store: &Arc<dyn Store>, tenant: &TenantId, p: Pending, rng: &mut impl rand::Rng) -> Loaded {
     let Some(inbox_id) = p.inbox_id.clone() else { return Loaded::Ready(p) };
     if !p.data.is_null() {
         return Loaded::Ready(p);
