@@ -53,6 +53,11 @@ enum Command {
         /// Address to listen on (port 0 picks a free port).
         #[arg(long, env = "STAYLINKED_SIM_LISTEN", default_value = "127.0.0.1:0")]
         listen: std::net::SocketAddr,
+        /// Oldest client version accepted (`2.3000.N`): older ClientPayloads get
+        /// `<failure reason="405">` at registration and login (`PUT /admin/config
+        /// {"min_version":…}` changes it at run time). Default: any version.
+        #[arg(long, env = "STAYLINKED_SIM_MIN_VERSION")]
+        min_version: Option<staylinked::wa::version::WaVersion>,
     },
     /// Sleep/wake chaos: link tenants through a simulator, then stop and start real gateway
     /// processes (SIGTERM, SIGKILL, overlapping starts) against one store and check that nothing
@@ -214,7 +219,9 @@ fn main() -> ExitCode {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Some(Command::Sim { listen }) => run_sim(listen).map(|()| ExitCode::SUCCESS),
+        Some(Command::Sim { listen, min_version }) => {
+            run_sim(listen, min_version).map(|()| ExitCode::SUCCESS)
+        }
         Some(Command::Chaos(args)) => chaos(*args),
         Some(Command::Bench {
             what: BenchCommand::Store { tenants, prekeys, sessions, commits, concurrency, out },
@@ -386,11 +393,16 @@ fn bench_scale(options: staylinked::bench::ScaleOptions) -> anyhow::Result<ExitC
 }
 
 /// `staylinked sim`: start the simulator, print the ready line, serve until a signal.
-fn run_sim(listen: std::net::SocketAddr) -> anyhow::Result<()> {
+fn run_sim(
+    listen: std::net::SocketAddr,
+    min_version: Option<staylinked::wa::version::WaVersion>,
+) -> anyhow::Result<()> {
     init_logging(LogFormat::Text, "warn");
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async move {
-        let server = staylinked::sim::Server::start(staylinked::sim::SimConfig::new(listen)).await?;
+        let mut config = staylinked::sim::SimConfig::new(listen);
+        config.settings.min_version = min_version;
+        let server = staylinked::sim::Server::start(config).await?;
         // The ready line is the command's output contract: exactly one JSON line, flushed.
         {
             use std::io::Write as _;

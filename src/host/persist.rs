@@ -88,7 +88,7 @@ pub fn creds_to_store(c: &wa::Creds) -> store::Creds {
         me: c.me.as_ref().map(|m| store::model::Me { jid: m.jid.clone(), lid: m.lid.clone() }),
         account: c.me.as_ref().map(|m| m.account.clone()),
         platform: c.me.as_ref().and_then(|m| m.platform.clone()),
-        push_name: None,
+        push_name: c.push_name.clone(),
         next_pre_key_id: c.next_pre_key_id,
         first_unuploaded_pre_key_id: c.next_pre_key_id,
         my_app_state_key_id: None,
@@ -136,6 +136,7 @@ pub fn creds_from_store(c: &store::Creds) -> Result<wa::Creds, CredsError> {
         },
         adv_secret: Zeroizing::new(arr::<32>("adv secret", c.adv_secret.expose())?),
         me,
+        push_name: c.push_name.clone(),
         next_pre_key_id: c.next_pre_key_id,
     })
 }

@@ -27,6 +27,8 @@ pub(crate) struct Device {
     pub(crate) logins: u64,
     /// False until the companion's `pair-device-sign` verified.
     pub(crate) confirmed: bool,
+    /// The last `<presence>` it sent: `(type, name)`.
+    pub(crate) presence: Option<(String, Option<String>)>,
 }
 
 /// A phone number with its simulated primary device.
@@ -105,7 +107,16 @@ impl Account {
         self.next_device = self.next_device.saturating_add(1);
         let key_index = self.next_key_index;
         self.next_key_index = self.next_key_index.saturating_add(1);
-        let d = Device { id, noise_pub, keys, key_index, linked_at: now_unix, logins: 0, confirmed: false };
+        let d = Device {
+            id,
+            noise_pub,
+            keys,
+            key_index,
+            linked_at: now_unix,
+            logins: 0,
+            confirmed: false,
+            presence: None,
+        };
         Ok(self.devices.entry(id).or_insert(d))
     }
 

@@ -8,7 +8,7 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -31,6 +31,7 @@ pub(crate) fn router() -> Router<SimHandle> {
         .route("/groups", post(create_group))
         .route("/faults", post(fault))
         .route("/stats", get(stats))
+        .route("/config", put(put_config).get(get_config))
 }
 
 /// An admin error as HTTP: `{"error":{"code","message"}}`.
@@ -125,7 +126,10 @@ async fn devices(
     let list = h.call(move |sim, _| sim.devices(&phone)).await.map_err(|_| stopped())??;
     let devices: Vec<_> = list
         .into_iter()
-        .map(|d| json!({"device_jid": d.device_jid, "linked_at": d.linked_at, "online": d.online, "logins": d.logins}))
+        .map(|d| {
+            let presence = d.presence.map(|(typ, name)| json!({"type": typ, "name": name}));
+            json!({"device_jid": d.device_jid, "linked_at": d.linked_at, "online": d.online, "logins": d.logins, "presence": presence})
+        })
         .collect();
     Ok(Json(json!({"devices": devices})))
 }
@@ -158,6 +162,30 @@ async fn fault(
 
 async fn stats(State(h): State<SimHandle>) -> Result<Json<serde_json::Value>, ApiError> {
     let s = h.call(|sim, _| sim.stats()).await.map_err(|_| stopped())?;
+    Ok(Json(serde_json::to_value(s).unwrap_or_default()))
+}
+
+async fn get_config(State(h): State<SimHandle>) -> Result<Json<serde_json::Value>, ApiError> {
+    let s = h.call(|sim, _| sim.settings().clone()).await.map_err(|_| stopped())?;
+    Ok(Json(serde_json::to_value(s).unwrap_or_default()))
+}
+
+/// `PUT /admin/config`: a JSON object naming the settings to change (see `sim::settings`);
+/// answers with all settings.
+async fn put_config(
+    State(h): State<SimHandle>,
+    body: Result<Json<serde_json::Value>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Json(patch) = body.map_err(|e| bad_body(&e))?;
+    let s = h
+        .call(move |sim, _| {
+            let next = sim.settings().merged(&patch)?;
+            sim.set_settings(next.clone());
+            Ok::<_, super::settings::SettingsError>(next)
+        })
+        .await
+        .map_err(|_| stopped())?
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, "bad_request", e.to_string()))?;
     Ok(Json(serde_json::to_value(s).unwrap_or_default()))
 }
 

@@ -24,6 +24,7 @@ use super::group::Group;
 use super::phone::Phone;
 use super::prekeys::CompanionKeys;
 use super::queue::DeviceQueue;
+use super::settings::Settings;
 use crate::wa::binary::{Node, marshal, unmarshal};
 use crate::wa::frame::{self, FrameDecoder};
 use crate::wa::noise::{CertChainBuilder, ExpectClientFinish, KeyPair, ServerHandshake, Transport};
@@ -53,12 +54,19 @@ pub struct SimConfig {
     pub listen: SocketAddr,
     /// RNG seed; `None` draws one from the OS.
     pub seed: Option<u64>,
+    /// Runtime settings at start (`PUT /admin/config` changes them later).
+    pub settings: Settings,
 }
 
 impl SimConfig {
-    /// Defaults: random seed.
+    /// Defaults: random seed, default settings.
     pub fn new(listen: SocketAddr) -> Self {
-        Self { listen, seed: None }
+        Self { listen, seed: None, settings: Settings::default() }
+    }
+
+    /// Defaults with a fixed seed.
+    pub fn seeded(listen: SocketAddr, seed: u64) -> Self {
+        Self { seed: Some(seed), ..Self::new(listen) }
     }
 }
 
@@ -86,6 +94,8 @@ pub struct DeviceInfo {
     pub online: bool,
     /// Successful logins.
     pub logins: u64,
+    /// The last `<presence>` the device sent: `(type, name)`.
+    pub presence: Option<(String, Option<String>)>,
 }
 
 /// Why an admin call failed (mapped to HTTP statuses by `sim::admin`).
@@ -230,6 +240,7 @@ pub struct Sim {
     queues: HashMap<(String, u16), DeviceQueue>,
     corrupt_next: HashSet<(String, u16)>,
     stats: Stats,
+    settings: Settings,
     outputs: VecDeque<(ConnId, ConnOutput)>,
     base: (Instant, u64),
     next_conn: u64,
@@ -276,6 +287,12 @@ impl ServerIdentity {
     }
 }
 
+/// The `userAgent.appVersion` of a `ClientPayload`, if it has all three parts.
+fn client_version(p: &proto::ClientPayload) -> Option<crate::wa::version::WaVersion> {
+    let v = p.user_agent.as_ref()?.app_version.as_ref()?;
+    Some(crate::wa::version::WaVersion([v.primary?, v.secondary?, v.tertiary?]))
+}
+
 fn iq_result(id: &str) -> Node {
     Node::new("iq").attr("from", server_jid()).attr("type", "result").attr("id", id)
 }
@@ -301,6 +318,7 @@ impl Sim {
             queues: HashMap::new(),
             corrupt_next: HashSet::new(),
             stats: Stats::default(),
+            settings: config.settings,
             outputs: VecDeque::new(),
             base: (now, unix_now),
             next_conn: 1,
@@ -539,10 +557,34 @@ impl Sim {
         }
     }
 
+    /// The runtime settings (`GET /admin/config`).
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Replaces the runtime settings (`PUT /admin/config`); they apply to later connections.
+    pub fn set_settings(&mut self, settings: Settings) {
+        self.settings = settings;
+    }
+
+    /// `<failure reason="405">` then close: the client's version is below the floor.
+    fn refuse_outdated(&mut self, now: Instant, conn: ConnId) {
+        self.stats.count_error("405");
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.phase = Phase::Refused;
+        }
+        let failure = Node::new("failure").attr("reason", "405").attr("location", "sim");
+        self.later(conn, now + FIRST_STANZA_DELAY, Delayed::Nodes(vec![failure]));
+        self.later(conn, now + FIRST_STANZA_DELAY, Delayed::Close);
+    }
+
     fn after_handshake(&mut self, now: Instant, conn: ConnId, client_static: [u8; 32], payload: &[u8]) {
         let Ok(p) = proto::ClientPayload::decode(payload) else {
             return self.reject(conn, "malformed ClientPayload");
         };
+        if self.settings.refuses(client_version(&p)) {
+            return self.refuse_outdated(now, conn);
+        }
         if let Some(reg) = p.device_pairing_data.as_ref() {
             let Some(keys) = CompanionKeys::from_registration(reg) else {
                 return self.reject(conn, "registration without a 32-byte identity key");

@@ -16,6 +16,7 @@ mod phone;
 mod prekeys;
 mod queue;
 mod server;
+pub mod settings;
 #[doc(hidden)]
 pub mod testing;
 
@@ -25,3 +26,4 @@ pub use account::MAX_COMPANIONS;
 pub use faults::{Fault, Stats};
 pub use phone::{DeliveryState, InboxEntry, SentEntry};
 pub use server::{Server, SimStopped, StartError};
+pub use settings::Settings;

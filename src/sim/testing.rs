@@ -45,7 +45,7 @@ impl OnlinePair {
     /// logs in until Ready. `None` if any step does not happen.
     pub fn new(seed: u64, now: Instant) -> Option<Self> {
         let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-        let mut sim = Sim::new(SimConfig { listen, seed: Some(seed) }, now, UNIX0);
+        let mut sim = Sim::new(SimConfig::seeded(listen, seed), now, UNIX0);
         sim.add_phone(PHONE, "Fuzz").ok()?;
         let config = ClientConfig {
             url: "mem".into(),

@@ -10,3 +10,4 @@ pub mod noise;
 pub mod pair;
 pub mod proto;
 pub mod signal;
+pub mod version;

@@ -56,6 +56,7 @@ impl Sim {
                 linked_at: rfc3339(d.linked_at),
                 online: self.live.contains_key(&(phone.to_owned(), d.id)),
                 logins: d.logins,
+                presence: d.presence.clone(),
             })
             .collect())
     }

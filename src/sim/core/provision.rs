@@ -169,8 +169,7 @@ mod tests {
     #[test]
     fn provisioned_identity_verifies_and_device_is_listed() {
         let now = origin();
-        let mut sim =
-            Sim::new(SimConfig { listen: "127.0.0.1:0".parse().unwrap(), seed: Some(1) }, now, 1_700_000_000);
+        let mut sim = Sim::new(SimConfig::seeded("127.0.0.1:0".parse().unwrap(), 1), now, 1_700_000_000);
         let (identity, k) = keys(3);
         let p = sim.provision_companion(now, "15550001234", "Bench", &k, 50).unwrap();
         assert_eq!(p.device_jid, "15550001234:1@s.whatsapp.net");
@@ -195,8 +194,7 @@ mod tests {
     #[test]
     fn wrong_adv_secret_is_refused() {
         let now = origin();
-        let mut sim =
-            Sim::new(SimConfig { listen: "127.0.0.1:0".parse().unwrap(), seed: Some(2) }, now, 1_700_000_000);
+        let mut sim = Sim::new(SimConfig::seeded("127.0.0.1:0".parse().unwrap(), 2), now, 1_700_000_000);
         let (identity, k) = keys(4);
         let p = sim.provision_companion(now, "15550001235", "", &k, 0).unwrap();
         let r = adv::verify_pair_success(&p.device_identity, &[9; 32], identity.private(), &[0; 64]);
@@ -207,8 +205,7 @@ mod tests {
     #[test]
     fn device_limit_and_prekey_reset() {
         let now = origin();
-        let mut sim =
-            Sim::new(SimConfig { listen: "127.0.0.1:0".parse().unwrap(), seed: Some(3) }, now, 1_700_000_000);
+        let mut sim = Sim::new(SimConfig::seeded("127.0.0.1:0".parse().unwrap(), 3), now, 1_700_000_000);
         for i in 0..4u8 {
             sim.provision_companion(now, "15550001236", "", &keys(10 + i).1, 50).unwrap();
         }

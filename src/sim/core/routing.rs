@@ -104,7 +104,17 @@ impl Sim {
                 }
             }
             "ib" if node.child("offline_batch").is_some() => self.send_offline_batch(now, conn),
-            _ => {} // presence, chatstate, …: nothing to route
+            "presence" => {
+                // Remembered per device (admin `GET /phones/{phone}/devices`); not fanned out.
+                let seen = (
+                    node.attr_str("type").unwrap_or("available").to_owned(),
+                    node.attr_str("name").map(str::to_owned),
+                );
+                if let Some(d) = self.accounts.get_mut(phone).and_then(|a| a.devices.get_mut(&device)) {
+                    d.presence = Some(seen);
+                }
+            }
+            _ => {} // chatstate, …: nothing to route
         }
     }
 

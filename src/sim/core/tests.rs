@@ -83,7 +83,7 @@ impl Net {
         #[expect(clippy::disallowed_methods, reason = "an arbitrary origin for the virtual clock")]
         let now = Instant::now();
         let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-        let mut sim = Sim::new(SimConfig { listen, seed: Some(11) }, now, UNIX0);
+        let mut sim = Sim::new(SimConfig::seeded(listen, 11), now, UNIX0);
         for p in [A, B, C] {
             sim.add_phone(p, "").unwrap();
         }

@@ -96,6 +96,8 @@ pub struct Creds {
     pub adv_secret: Zeroizing<[u8; 32]>,
     /// Set once paired.
     pub me: Option<Me>,
+    /// Our push name as last learned (pair-success `<biz name>`); announced with `<presence>`.
+    pub push_name: Option<String>,
     /// Next pre-key id to hand out.
     pub next_pre_key_id: u32,
 }
@@ -137,6 +139,7 @@ impl Creds {
             signed_pre_key: SignedPreKey { key: PreKey { id: 1, key: spk }, signature },
             adv_secret: adv,
             me: None,
+            push_name: None,
             next_pre_key_id: 1,
         }
     }

@@ -60,17 +60,32 @@ pub struct ClientConfig {
     pub trust: TrustAnchor,
     /// Keepalive interval; a dead socket is detected within two intervals.
     pub keepalive: Duration,
-    /// OS name shown on the phone's linked-devices list.
+    /// OS name shown on the phone's linked-devices list (`DeviceProps.os`; the browser is
+    /// `platform`): the phone shows `Browser (OS)`.
     pub os_name: String,
+    /// `DeviceProps.platformType` (the browser of the device name).
+    pub platform: crate::wa::proto::device_props::PlatformType,
+    /// The WA Web version announced in every `ClientPayload`.
+    pub version: crate::wa::version::WaVersion,
+    /// Push name to announce with `<presence>` after login (wins over the one from pairing).
+    pub push_name: Option<String>,
+    /// Presence sent after login: `available` (true) or `unavailable` (false: the phone keeps
+    /// its notifications).
+    pub presence_available: bool,
 }
 
 impl Default for ClientConfig {
     fn default() -> Self {
+        let name = crate::wa::version::DeviceName::default();
         Self {
             url: "wss://web.whatsapp.com/ws/chat".into(),
             trust: TrustAnchor::whatsapp(),
             keepalive: KEEPALIVE_INTERVAL,
-            os_name: "staylinked".into(),
+            os_name: name.os,
+            platform: name.platform,
+            version: crate::wa::version::WaVersion::DEFAULT,
+            push_name: None,
+            presence_available: false,
         }
     }
 }
@@ -209,6 +224,11 @@ impl Client {
     /// The client configuration.
     pub fn config(&self) -> &ClientConfig {
         &self.config
+    }
+
+    /// The device name shown on the phone (`Browser (OS)`).
+    pub fn device_name(&self) -> crate::wa::version::DeviceName {
+        crate::wa::version::DeviceName { os: self.config.os_name.clone(), platform: self.config.platform }
     }
 
     /// True after `<success>` on the current connection.
@@ -355,9 +375,9 @@ impl Client {
             .children([
                 Node::new("link_code_pairing_wrapped_companion_ephemeral_pub").bytes(wrapped.to_vec()),
                 Node::new("companion_server_auth_key_pub").bytes(self.creds.noise_key.public().to_vec()),
-                Node::new("companion_platform_id").bytes(b"1".to_vec()),
-                Node::new("companion_platform_display")
-                    .bytes(format!("Chrome ({})", self.config.os_name).into_bytes()),
+                Node::new("companion_platform_id")
+                    .bytes((self.config.platform as i32).to_string().into_bytes()),
+                Node::new("companion_platform_display").bytes(self.device_name().to_string().into_bytes()),
                 Node::new("link_code_pairing_nonce").bytes(vec![0]),
             ]);
         self.send_iq("set", "md", vec![reg], Pending::CompanionHello);
@@ -612,6 +632,11 @@ impl Client {
             account_key: verified.account_key,
             platform: ps.child("platform").and_then(|p| p.attr_str("name")).map(str::to_owned),
         });
+        // The account's name as the server knows it (Baileys takes `<biz name>` as `me.name`).
+        if let Some(name) = ps.child("biz").and_then(|b| b.attr_str("name")).filter(|n| !n.trim().is_empty())
+        {
+            self.creds.push_name = Some(name.to_owned());
+        }
         // Invariant 1: the new creds are durable before the reply that completes pairing.
         self.outputs.push_back(Output::Persist(Delta::Creds(Box::new(self.creds.clone()))));
         let reply =
@@ -636,6 +661,32 @@ impl Client {
         self.state = State::Online;
         self.outputs.push_back(Output::Event(Event::LoggedIn));
         self.send_iq("get", "encrypt", vec![Node::new("count")], Pending::PreKeyCount);
+        self.send_presence();
+    }
+
+    /// The push name announced with `<presence>`: the configured one, else the one learned at
+    /// pairing.
+    pub fn push_name(&self) -> Option<&str> {
+        self.config.push_name.as_deref().or(self.creds.push_name.as_deref()).filter(|n| !n.trim().is_empty())
+    }
+
+    /// Changes the push name / presence type; sent at once when logged in, else at the next
+    /// login.
+    pub fn set_presence(&mut self, push_name: Option<String>, available: bool) {
+        self.config.push_name = push_name;
+        self.config.presence_available = available;
+        if self.is_logged_in() {
+            self.send_presence();
+        }
+    }
+
+    /// `<presence type="available|unavailable" name="…"/>`, so the server has our push name
+    /// (otherwise contacts see "-"; whatsmeow `SendPresence`, Baileys `sendPresenceUpdate`).
+    /// Nothing is sent while no name is known (the references refuse too).
+    fn send_presence(&mut self) {
+        let Some(name) = self.push_name().map(|n| n.replace('@', "")) else { return };
+        let typ = if self.config.presence_available { "available" } else { "unavailable" };
+        self.send_node(&Node::new("presence").attr("type", typ).attr("name", name));
     }
 
     fn handle_response(&mut self, now: Instant, p: Pending, ok: bool, node: &Node) {

@@ -10,6 +10,8 @@ use super::*;
 use crate::sim::{ConnId, ConnOutput, Fault, Sim, SimConfig};
 use crate::wa::noise::TrustAnchor;
 
+mod fidelity;
+
 const PHONE: &str = "15550001111";
 const UNIX0: u64 = 1_800_000_000;
 
@@ -38,8 +40,7 @@ impl Pair {
     fn new(seed: u64) -> Self {
         #[expect(clippy::disallowed_methods, reason = "an arbitrary origin for the virtual clock")]
         let now = Instant::now();
-        let mut sim =
-            Sim::new(SimConfig { listen: "127.0.0.1:0".parse().unwrap(), seed: Some(seed) }, now, UNIX0);
+        let mut sim = Sim::new(SimConfig::seeded("127.0.0.1:0".parse().unwrap(), seed), now, UNIX0);
         sim.add_phone(PHONE, "Alice").unwrap();
         let trust = TrustAnchor { root_public: sim.root_public_key(), root_serial: 0 };
         let config = ClientConfig {
@@ -47,6 +48,7 @@ impl Pair {
             trust,
             keepalive: Duration::from_secs(30),
             os_name: "test".into(),
+            ..ClientConfig::default()
         };
         let mut rng = StdRng::seed_from_u64(seed + 1);
         let creds = Creds::generate(&mut rng);

@@ -108,6 +108,7 @@ fn config() -> ClientConfig {
         trust: TrustAnchor { root_public: [0; 32], root_serial: 0 },
         keepalive: Duration::from_secs(30),
         os_name: "test".into(),
+        ..ClientConfig::default()
     }
 }
 
