@@ -10,10 +10,12 @@ use std::time::Duration;
 
 use crate::host::inbox::Limits;
 use crate::host::outbox::pacing::Pacing;
+use crate::host::version::VersionSetting;
 use crate::host::webhook::WebhookConfig;
 use crate::store::{StoreConfig, StoreError};
 use crate::wa::client::KEEPALIVE_INTERVAL;
 use crate::wa::noise::TrustAnchor;
+use crate::wa::version::{DeviceName, WaVersion};
 
 /// Flags of `staylinked run` (each mirrors an env var; `--help` lists them).
 #[derive(Debug, Clone, clap::Args)]
@@ -42,6 +44,20 @@ pub struct RunArgs {
     /// WhatsApp WebSocket URL (point at a simulator: ws://127.0.0.1:PORT/ws/chat).
     #[arg(long, env = "STAYLINKED_WA_URL", default_value = "wss://web.whatsapp.com/ws/chat")]
     pub wa_url: String,
+    /// WhatsApp Web version announced to the server (`2.3000.N`), or `auto`: read
+    /// `client_revision` from WA Web's sw.js (STAYLINKED_WA_VERSION_URL) at start, falling back
+    /// to the built-in default with a warning. A server answer 405 ("client outdated") puts the
+    /// tenant in state `outdated` (with `auto`: after one refetch and one retry); raise this
+    /// and restart.
+    #[arg(long, env = "STAYLINKED_WA_VERSION", default_value = "2.3000.1045649367")]
+    pub wa_version: String,
+    /// Where `--wa-version auto` reads the current version.
+    #[arg(long, env = "STAYLINKED_WA_VERSION_URL", default_value = crate::host::version::DEFAULT_SW_JS_URL)]
+    pub wa_version_url: String,
+    /// Device name shown in the phone's linked-devices list, `Browser (OS)` (Browser: Chrome,
+    /// Firefox, Safari, Edge, Opera or Desktop).
+    #[arg(long, env = "STAYLINKED_DEVICE_NAME", default_value = "Chrome (Linux)")]
+    pub device_name: String,
     /// Root public key (64 hex chars) the server certificate must chain to (the simulator
     /// prints its key). Default: WhatsApp's production root.
     #[arg(long, env = "STAYLINKED_WA_ROOT_KEY")]
@@ -154,6 +170,10 @@ pub struct Config {
     pub wa_url: String,
     /// Certificate root.
     pub wa_trust: TrustAnchor,
+    /// Announced WA Web version (fixed or `auto`).
+    pub wa_version: VersionSetting,
+    /// Device name shown on the phone.
+    pub device_name: DeviceName,
     /// Shutdown deadline.
     pub shutdown_deadline: Duration,
     /// Lease holder id.
@@ -232,6 +252,25 @@ pub fn parse_root_key(text: &str) -> Result<[u8; 32], ConfigError> {
     Ok(out)
 }
 
+/// `STAYLINKED_WA_VERSION`: `auto` (with the sw.js URL) or `2.3000.N`.
+///
+/// # Errors
+/// [`ConfigError::Invalid`] naming the variable and the expected form.
+pub fn parse_wa_version(text: &str, url: &str) -> Result<VersionSetting, ConfigError> {
+    if text.trim().eq_ignore_ascii_case("auto") {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(ConfigError::Invalid {
+                var: "STAYLINKED_WA_VERSION_URL",
+                detail: format!("{url:?} is not an http(s) URL"),
+            });
+        }
+        return Ok(VersionSetting::Auto { url: url.to_owned() });
+    }
+    text.parse::<WaVersion>()
+        .map(VersionSetting::Fixed)
+        .map_err(|e| ConfigError::Invalid { var: "STAYLINKED_WA_VERSION", detail: format!("{e}, or `auto`") })
+}
+
 /// `hostname-pid-nonce`, the default lease holder id. The random nonce matters in containers,
 /// where pid 1 and a reused hostname would otherwise give a new instance the old one's
 /// identity during a deploy overlap (and let it re-acquire a lease that is still live).
@@ -285,6 +324,11 @@ impl Config {
             Some(k) => TrustAnchor { root_public: parse_root_key(k)?, root_serial: 0 },
             None => TrustAnchor::whatsapp(),
         };
+        let wa_version = parse_wa_version(&a.wa_version, &a.wa_version_url)?;
+        let device_name = a
+            .device_name
+            .parse::<DeviceName>()
+            .map_err(|e| ConfigError::Invalid { var: "STAYLINKED_DEVICE_NAME", detail: e.to_string() })?;
         Ok(Self {
             listen: SocketAddr::new(a.bind, a.port),
             store,
@@ -292,6 +336,8 @@ impl Config {
             master_key: a.master_key.clone().filter(|k| !k.is_empty()),
             wa_url: a.wa_url.clone(),
             wa_trust,
+            wa_version,
+            device_name,
             shutdown_deadline: positive("STAYLINKED_SHUTDOWN_DEADLINE", a.shutdown_deadline)?,
             holder_id: a.holder_id.clone().filter(|h| !h.is_empty()).unwrap_or_else(default_holder_id),
             hydrate_concurrency: a.hydrate_concurrency,
@@ -333,6 +379,8 @@ impl Config {
             master_key: None,
             wa_url,
             wa_trust: TrustAnchor { root_public, root_serial: 0 },
+            wa_version: VersionSetting::Fixed(WaVersion::DEFAULT),
+            device_name: DeviceName::default(),
             shutdown_deadline: Duration::from_secs(8),
             holder_id: holder_id.to_owned(),
             hydrate_concurrency: 16,
@@ -383,6 +431,33 @@ mod tests {
         assert_eq!(parse_duration(" 2.5 "), Ok(Duration::from_millis(2500)));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("-1s").is_err());
+    }
+
+    /// `STAYLINKED_WA_VERSION` takes `2.3000.N` or `auto`; anything else is refused with a
+    /// message naming the variable and the form; the default is the built-in version.
+    #[test]
+    fn wa_version_setting() {
+        let url = crate::host::version::DEFAULT_SW_JS_URL;
+        assert_eq!(
+            parse_wa_version("2.3000.1050000000", url).unwrap(),
+            VersionSetting::Fixed(WaVersion([2, 3000, 1_050_000_000]))
+        );
+        assert_eq!(parse_wa_version("AUTO", url).unwrap(), VersionSetting::Auto { url: url.to_owned() });
+        let e = parse_wa_version("2.3000", url).unwrap_err().to_string();
+        assert!(e.contains("STAYLINKED_WA_VERSION") && e.contains("2.3000.") && e.contains("auto"), "{e}");
+        assert!(parse_wa_version("auto", "ftp://x").is_err());
+        use clap::Parser as _;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            run: RunArgs,
+        }
+        let cli = Cli::try_parse_from(["x"]).unwrap();
+        assert_eq!(
+            parse_wa_version(&cli.run.wa_version, &cli.run.wa_version_url).unwrap(),
+            VersionSetting::Fixed(WaVersion::DEFAULT)
+        );
+        assert_eq!(cli.run.device_name.parse::<DeviceName>().unwrap(), DeviceName::default());
     }
 
     /// Two processes on one host (or two containers with pid 1 and one hostname) never share a

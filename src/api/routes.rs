@@ -20,7 +20,7 @@ use crate::host::state::{CommandError, LinkMethod, TenantCommand, TenantView};
 use crate::host::supervisor::CreateError;
 use crate::host::tenant::TenantHandle;
 use crate::store::SecretBytes;
-use crate::store::model::PacingOverride;
+use crate::store::model::{PacingOverride, PresenceType};
 use crate::types::TenantId;
 
 /// How long a handler waits for a tenant actor to answer.
@@ -137,6 +137,27 @@ struct CreateBody {
     webhook_url: Option<String>,
     #[serde(default)]
     pacing: Option<PacingOverride>,
+    #[serde(default)]
+    push_name: Option<String>,
+    #[serde(default)]
+    presence: Option<PresenceType>,
+}
+
+/// Longest push name accepted (characters).
+const PUSH_NAME_MAX: usize = 64;
+
+/// Checks a push name: 1..=64 characters after trimming, no control characters. Returns it
+/// trimmed.
+fn validate_push_name(raw: &str) -> ApiResult<String> {
+    let n = raw.trim();
+    if n.is_empty() || n.chars().count() > PUSH_NAME_MAX || n.chars().any(char::is_control) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_push_name",
+            format!("push_name must be 1 to {PUSH_NAME_MAX} characters without control characters"),
+        ));
+    }
+    Ok(n.to_owned())
 }
 
 /// Checks per-tenant pacing overrides against the host defaults.
@@ -199,7 +220,11 @@ pub(super) async fn create(State(reg): State<Arc<Registry>>, body: Bytes) -> Api
     if let Some(p) = &b.pacing {
         validate_pacing(&reg, p)?;
     }
-    match reg.create_with(id.clone(), webhook_url, b.pacing).await {
+    let presence = crate::host::supervisor::PresenceSettings {
+        push_name: b.push_name.as_deref().map(validate_push_name).transpose()?,
+        presence: b.presence,
+    };
+    match reg.create_with(id.clone(), webhook_url, b.pacing, presence).await {
         Ok((view, secret)) => {
             Ok((StatusCode::CREATED, Json(with_secret(&view, Some(secret))?)).into_response())
         }
@@ -248,11 +273,17 @@ struct PatchBody {
     pacing: Option<Option<PacingOverride>>,
     #[serde(default)]
     rotate_webhook_secret: bool,
+    #[serde(default, deserialize_with = "double_option")]
+    push_name: Option<Option<String>>,
+    #[serde(default)]
+    presence: Option<PresenceType>,
 }
 
-/// `PATCH /v1/tenants/{id}` `{"webhook_url"?, "pacing"?, "rotate_webhook_secret"?}`: changes
-/// the tenant's webhook URL (`null` removes it), pacing overrides (`null` returns to the host
-/// defaults) or rotates the webhook secret (the new one is in this response only).
+/// `PATCH /v1/tenants/{id}` `{"webhook_url"?, "pacing"?, "rotate_webhook_secret"?,
+/// "push_name"?, "presence"?}`: changes the tenant's webhook URL (`null` removes it), pacing
+/// overrides (`null` returns to the host defaults), push name (`null`: the one from pairing)
+/// and presence type (`available`/`unavailable`; both are announced at once when connected),
+/// or rotates the webhook secret (the new one is in this response only).
 pub(super) async fn patch(
     State(reg): State<Arc<Registry>>,
     Path(id): Path<String>,
@@ -272,9 +303,21 @@ pub(super) async fn patch(
     let secret = needs_secret.then(|| crate::host::webhook::new_secret(&mut rand::rngs::OsRng));
     let webhook_secret = secret.as_ref().map(|s| SecretBytes::new(s.clone().into_bytes()));
     let pacing = b.pacing;
-    call(&h, |reply| TenantCommand::Configure { webhook_url, webhook_secret, pacing, reply })
-        .await?
-        .map_err(command_error)?;
+    let push_name = match b.push_name {
+        Some(Some(n)) => Some(Some(validate_push_name(&n)?)),
+        other => other,
+    };
+    let presence = b.presence;
+    call(&h, |reply| TenantCommand::Configure {
+        webhook_url,
+        webhook_secret,
+        pacing,
+        push_name,
+        presence,
+        reply,
+    })
+    .await?
+    .map_err(command_error)?;
     let view = h.view.borrow().clone();
     Ok(Json(with_secret(&view, secret)?).into_response())
 }

@@ -22,6 +22,7 @@ use super::state::{CommandError, LinkMethod, QrView, TenantCommand, TenantState}
 use super::tenant::Actor;
 use crate::conn::DIAL_TIMEOUT;
 use crate::store;
+use crate::store::model::PresenceType;
 use crate::wa::client::{self as wa, Client, ClientConfig, DisconnectReason, Event, Output};
 
 /// `Origin` header WA Web sends.
@@ -50,7 +51,11 @@ impl Actor {
             url: cfg.wa_url.clone(),
             trust: cfg.wa_trust,
             keepalive: cfg.keepalive,
-            ..ClientConfig::default()
+            os_name: cfg.device_name.os.clone(),
+            platform: cfg.device_name.platform,
+            version: self.ctx.wa_version.current(),
+            push_name: self.status.push_name.clone(),
+            presence_available: self.status.presence == Some(PresenceType::Available),
         };
         let keepalive = config.keepalive;
         let rng = Box::new(rand::rngs::StdRng::from_entropy());
@@ -295,8 +300,13 @@ impl Actor {
                     }
                 }
             }
-            TenantCommand::Configure { webhook_url, webhook_secret, pacing, reply } => {
-                let r = self.configure(webhook_url, webhook_secret, pacing).await;
+            TenantCommand::Configure { webhook_url, webhook_secret, pacing, push_name, presence, reply } => {
+                let announce = push_name.is_some() || presence.is_some();
+                let r = self.configure(webhook_url, webhook_secret, pacing, push_name, presence).await;
+                if announce && r.is_ok() {
+                    let available = self.status.presence == Some(PresenceType::Available);
+                    client.set_presence(self.status.push_name.clone(), available);
+                }
                 let _ = reply.send(r);
             }
             TenantCommand::Typing { to, composing, reply } => {
@@ -394,6 +404,7 @@ impl Actor {
             }
             Event::LoggedIn => {
                 *logged_in_at = Some(tokio::time::Instant::now());
+                self.outdated_retried = false;
                 if self.logged_in_before || self.status.last_connected_at.is_some() {
                     self.status.reconnects = self.status.reconnects.saturating_add(1);
                 }

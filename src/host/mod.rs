@@ -21,6 +21,7 @@ mod sidecar;
 pub mod state;
 pub mod supervisor;
 pub mod tenant;
+pub mod version;
 pub mod webhook;
 
 use std::future::Future;
@@ -55,8 +56,10 @@ pub struct Ctx {
     pub events: Arc<dyn events::EventSink>,
     /// The webhook dispatcher behind `events` (tenants attach their lanes and outboxes).
     pub webhooks: Arc<webhook::Dispatcher>,
-    /// HTTP client of the webhook deliveries (rustls).
+    /// HTTP client of the webhook deliveries (rustls); also fetches `sw.js` for `auto`.
     pub http: reqwest::Client,
+    /// The WA Web version every tenant announces.
+    pub wa_version: version::VersionSource,
 }
 
 impl Ctx {

@@ -50,6 +50,9 @@ pub enum Action {
     LoggedOut,
     /// The account is banned: state `banned`, stop (retry after the ban if it says when).
     Banned(Option<Duration>),
+    /// 405: the server refused our client version. `auto`: refetch it and retry once; else
+    /// (or after that retry) state `outdated`, stopped. Never a loop.
+    Outdated,
     /// Stop with state `error` and this reason (a retry will not help).
     Fail(&'static str),
     /// Stop quietly: we closed it ourselves, or linking was abandoned (state `unlinked`).
@@ -83,7 +86,7 @@ pub fn decide(reason: &DisconnectReason, history: &History, jitter: f64) -> Acti
         DisconnectReason::LoggedOut { .. } | DisconnectReason::LocalLogout => Action::LoggedOut,
         DisconnectReason::Replaced => Action::RecheckLeaseThenCooldown(REPLACED_COOLDOWN),
         DisconnectReason::TempBanned { expire, .. } => Action::Banned(*expire),
-        DisconnectReason::ClientOutdated => Action::Fail("client version refused by the server (405)"),
+        DisconnectReason::ClientOutdated => Action::Outdated,
         DisconnectReason::LoginRefused { .. } => Action::Fail("login refused by the server"),
         DisconnectReason::RateLimited => retry(BACKOFF_BASE.saturating_mul(5)),
         DisconnectReason::ServiceUnavailable { .. }
@@ -128,7 +131,7 @@ mod tests {
                 R::TempBanned { code: Some(101), expire: Some(Duration::from_secs(30)) },
                 Action::Banned(Some(Duration::from_secs(30))),
             ),
-            (R::ClientOutdated, Action::Fail("client version refused by the server (405)")),
+            (R::ClientOutdated, Action::Outdated),
             (R::LoginRefused { reason: Some(409) }, Action::Fail("login refused by the server")),
             (R::ServiceUnavailable { code: 503 }, b0.clone()),
             (R::ServiceUnavailable { code: 500 }, b0.clone()),

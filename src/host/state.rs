@@ -8,7 +8,7 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use crate::store::SecretBytes;
-use crate::store::model::{LinkState, PacingOverride};
+use crate::store::model::{LinkState, PacingOverride, PresenceType};
 use crate::types::TenantId;
 
 /// A tenant's lifecycle state (API `state` field; the status doc's `state`).
@@ -32,13 +32,16 @@ pub enum TenantState {
     LoggedOut,
     /// The account is banned; stopped.
     Banned,
+    /// The server refused our WA Web version (405 "client outdated"); stopped until a restart
+    /// with a newer `STAYLINKED_WA_VERSION` (or `auto`).
+    Outdated,
     /// The tenant's state failed to load, or the server refused it for good; see `error`.
     Error,
 }
 
 impl TenantState {
     /// Every state, in API order (for metrics).
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Unlinked,
         Self::Linking,
         Self::Connecting,
@@ -47,6 +50,7 @@ impl TenantState {
         Self::HeldElsewhere,
         Self::LoggedOut,
         Self::Banned,
+        Self::Outdated,
         Self::Error,
     ];
 
@@ -61,6 +65,7 @@ impl TenantState {
             Self::HeldElsewhere => "held_elsewhere",
             Self::LoggedOut => "logged_out",
             Self::Banned => "banned",
+            Self::Outdated => "outdated",
             Self::Error => "error",
         }
     }
@@ -76,6 +81,7 @@ impl TenantState {
             Self::HeldElsewhere => LinkState::HeldElsewhere,
             Self::LoggedOut => LinkState::LoggedOut,
             Self::Banned => LinkState::Banned,
+            Self::Outdated => LinkState::Outdated,
             Self::Error => LinkState::Error,
         }
     }
@@ -146,6 +152,11 @@ pub struct TenantView {
     /// Per-tenant outbox pacing overrides (host defaults apply where absent).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pacing: Option<PacingOverride>,
+    /// Configured push name (announced with `<presence>` after login; absent: the name
+    /// learned at pairing, if any).
+    pub push_name: Option<String>,
+    /// Presence announced after login.
+    pub presence: PresenceType,
     /// The webhook signing secret (never serialised; returned once at creation).
     #[serde(skip)]
     pub webhook_secret: Option<SecretBytes>,
@@ -173,6 +184,8 @@ impl TenantView {
             qr: None,
             pair_code: None,
             pacing: None,
+            push_name: None,
+            presence: PresenceType::Unavailable,
             webhook_secret: None,
         }
     }
@@ -271,6 +284,11 @@ pub enum TenantCommand {
         webhook_secret: Option<SecretBytes>,
         /// New pacing overrides (`Some(None)` returns to the host defaults).
         pacing: Option<Option<PacingOverride>>,
+        /// New push name (`Some(None)`: back to the one learned at pairing); sent with
+        /// `<presence>` at once when connected.
+        push_name: Option<Option<String>>,
+        /// New presence type sent after login.
+        presence: Option<PresenceType>,
         /// Answered once the status doc is written.
         reply: oneshot::Sender<Result<(), CommandError>>,
     },

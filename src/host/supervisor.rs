@@ -125,7 +125,7 @@ impl Registry {
     /// # Errors
     /// [`CreateError`].
     pub async fn create(&self, id: TenantId, webhook_url: Option<String>) -> Result<TenantView, CreateError> {
-        self.create_with(id, webhook_url, None).await.map(|(view, _)| view)
+        self.create_with(id, webhook_url, None, PresenceSettings::default()).await.map(|(view, _)| view)
     }
 
     /// [`Self::create`] with per-tenant pacing overrides; also returns the tenant's new webhook
@@ -138,6 +138,7 @@ impl Registry {
         id: TenantId,
         webhook_url: Option<String>,
         pacing: Option<crate::store::model::PacingOverride>,
+        presence: PresenceSettings,
     ) -> Result<(TenantView, String), CreateError> {
         if !self.is_accepting() {
             return Err(CreateError::ShuttingDown);
@@ -154,6 +155,8 @@ impl Registry {
             webhook_url,
             webhook_secret: Some(crate::store::SecretBytes::new(secret.clone().into_bytes())),
             pacing: pacing.map(Box::new),
+            push_name: presence.push_name,
+            presence: presence.presence,
             ..TenantStatus::default()
         };
         self.ctx.store.write_status(&id, &status).await.map_err(CreateError::Store)?;
@@ -200,6 +203,15 @@ impl Registry {
     }
 }
 
+/// Per-tenant presence settings given at creation (API fields `push_name`, `presence`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PresenceSettings {
+    /// Push name announced with `<presence>` after login.
+    pub push_name: Option<String>,
+    /// Presence type (default `unavailable`).
+    pub presence: Option<crate::store::model::PresenceType>,
+}
+
 /// A running host: API + tenant actors.
 #[derive(Debug)]
 pub struct Host {
@@ -229,6 +241,11 @@ impl Host {
             .build()
             .map_err(HostError::Http)?;
         let webhooks = Arc::new(super::webhook::Dispatcher::new());
+        let wa_version = super::version::VersionSource::new(config.wa_version.clone());
+        if wa_version.is_auto() {
+            wa_version.refresh(&http).await;
+        }
+        tracing::info!(version = %wa_version.current(), "WA Web version");
         let ctx = Arc::new(Ctx {
             config,
             store,
@@ -239,6 +256,7 @@ impl Host {
             events: Arc::clone(&webhooks) as Arc<dyn super::events::EventSink>,
             webhooks,
             http,
+            wa_version,
         });
         let registry = Arc::new(Registry {
             ctx: Arc::clone(&ctx),

@@ -23,7 +23,7 @@ use super::lease::{self, Acquired, LeaseGuard};
 use super::persist;
 use super::policy::{self, Action, History};
 use super::state::{CommandError, DisconnectView, LinkMethod, TenantCommand, TenantState, TenantView};
-use crate::store::model::{LastDisconnect, StoredEvent, TenantSnapshot, TenantStatus};
+use crate::store::model::{LastDisconnect, PresenceType, StoredEvent, TenantSnapshot, TenantStatus};
 use crate::store::{KeyRef, SecretBytes};
 use crate::types::TenantId;
 use crate::wa::client::{self as wa, DisconnectReason};
@@ -92,6 +92,8 @@ pub(crate) fn spawn(ctx: &Arc<Ctx>, id: TenantId, initial: Initial, start_delay:
     view.webhook_url.clone_from(&status.webhook_url);
     view.webhook_secret.clone_from(&status.webhook_secret);
     view.pacing = status.pacing.as_deref().copied();
+    view.push_name.clone_from(&status.push_name);
+    view.presence = status.presence.unwrap_or(PresenceType::Unavailable);
     view.me = creds.as_ref().and_then(|c: &wa::Creds| c.me.as_ref().map(|m| m.jid.clone()));
     view.reconnects = status.reconnects;
     view.devices_registered = status.devices_registered.clone();
@@ -132,6 +134,7 @@ pub(crate) fn spawn(ctx: &Arc<Ctx>, id: TenantId, initial: Initial, start_delay:
         delete_requested: false,
         deleted: false,
         logout_requested: false,
+        outdated_retried: false,
         conn_seq: 0,
         keys,
         inbox_seq: 0,
@@ -176,6 +179,8 @@ pub(super) struct Actor {
     pub(super) deleted: bool,
     /// Log out on the server as soon as the connection is logged in.
     pub(super) logout_requested: bool,
+    /// A 405 already led to a version refetch and a retry (reset at the next login).
+    pub(super) outdated_retried: bool,
     /// Connection counter (the `conn_id` span field).
     pub(super) conn_seq: u64,
     /// The Signal key cache, handed to each connection's client and taken back after it.
@@ -425,6 +430,23 @@ impl Actor {
                     self.creds_banned();
                     return SessionEnd::Idle;
                 }
+                Action::Outdated => {
+                    let refused = self.ctx.wa_version.current();
+                    if self.ctx.wa_version.is_auto() && !self.outdated_retried {
+                        // Once per refusal streak: refetch (shared by the host) and retry now.
+                        self.outdated_retried = true;
+                        let fresh = self.ctx.wa_version.refresh(&self.ctx.http).await;
+                        tracing::warn!(refused = %refused, retry_with = %fresh, "client version refused (405); refetched, retrying once");
+                        continue;
+                    }
+                    self.failed = true;
+                    let why = format!(
+                        "WhatsApp refused client version {refused} as outdated (405); set STAYLINKED_WA_VERSION to a current version (or auto) and restart"
+                    );
+                    tracing::error!(version = %refused, "client version refused (405); tenant stopped (state outdated)");
+                    self.set_state(TenantState::Outdated, Some(why)).await;
+                    return SessionEnd::Idle;
+                }
                 Action::Fail(why) => {
                     self.failed = true;
                     self.set_state(TenantState::Error, Some(why.to_owned())).await;
@@ -552,8 +574,8 @@ impl Actor {
                 let _ = reply.send(Err(CommandError::NotConnected));
                 Wake::Stay
             }
-            TenantCommand::Configure { webhook_url, webhook_secret, pacing, reply } => {
-                let r = self.configure(webhook_url, webhook_secret, pacing).await;
+            TenantCommand::Configure { webhook_url, webhook_secret, pacing, push_name, presence, reply } => {
+                let r = self.configure(webhook_url, webhook_secret, pacing, push_name, presence).await;
                 let _ = reply.send(r);
                 Wake::Stay
             }
@@ -740,6 +762,8 @@ impl Actor {
         webhook_url: Option<Option<String>>,
         webhook_secret: Option<SecretBytes>,
         pacing: Option<Option<crate::store::model::PacingOverride>>,
+        push_name: Option<Option<String>>,
+        presence: Option<PresenceType>,
     ) -> Result<(), CommandError> {
         if self.view.borrow().state == TenantState::HeldElsewhere {
             let holder = self.view.borrow().lease_holder.clone().unwrap_or_default();
@@ -754,6 +778,12 @@ impl Actor {
         if let Some(p) = pacing {
             self.status.pacing = p.map(Box::new);
         }
+        if let Some(n) = push_name {
+            self.status.push_name = n;
+        }
+        if let Some(p) = presence {
+            self.status.presence = Some(p);
+        }
         self.status.updated_at = clock::unix_ms();
         self.ctx
             .store
@@ -764,6 +794,8 @@ impl Actor {
             v.webhook_url.clone_from(&self.status.webhook_url);
             v.webhook_secret.clone_from(&self.status.webhook_secret);
             v.pacing = self.status.pacing.as_deref().copied();
+            v.push_name.clone_from(&self.status.push_name);
+            v.presence = self.status.presence.unwrap_or(PresenceType::Unavailable);
         });
         Ok(())
     }

@@ -91,6 +91,7 @@ fn sample_status() -> TenantStatus {
         state: LinkState::Connected,
         me: Some("15550001:3@s.whatsapp.net".into()),
         push_name: Some("x".into()),
+        presence: Some(crate::store::model::PresenceType::Available),
         linked_at: Some(10),
         last_connected_at: Some(20),
         last_disconnect: Some(LastDisconnect { code: 428, reason: "connection closed".into(), at: 15 }),

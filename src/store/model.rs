@@ -520,9 +520,21 @@ pub enum LinkState {
     HeldElsewhere,
     /// The tenant's state failed to load or the server refused it for good; see the events.
     Error,
+    /// The server refused the client version (405); waits for a restart with a newer one.
+    Outdated,
     /// A value written by a newer version.
     #[serde(other)]
     Unknown,
+}
+
+/// The presence a tenant announces after login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PresenceType {
+    /// Online: the phone stops showing notifications while the gateway is connected.
+    Available,
+    /// Offline (default): the phone keeps its notifications.
+    Unavailable,
 }
 
 /// The last disconnect of a tenant.
@@ -546,9 +558,13 @@ pub struct TenantStatus {
     /// Own JID, if linked.
     #[serde(default)]
     pub me: Option<String>,
-    /// Push name.
+    /// Push name announced with `<presence>` after login (API field `push_name`; when absent,
+    /// the name learned at pairing).
     #[serde(default)]
     pub push_name: Option<String>,
+    /// Presence sent after login (API field `presence`; absent: `unavailable`).
+    #[serde(default)]
+    pub presence: Option<PresenceType>,
     /// When the tenant was linked (unix ms).
     #[serde(default)]
     pub linked_at: Option<u64>,

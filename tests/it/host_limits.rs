@@ -211,8 +211,14 @@ async fn full_inbox_stops_acking_and_resumes_when_space_frees() {
     })
     .await;
 
+    // One full spell before the ack; after it m3 fits and m4 may already have started another.
     let metrics = String::from_utf8_lossy(&http(api, "GET", "/metrics", None, &[]).await.body).into_owned();
-    assert!(metrics.contains("staylinked_inbox_full_total 1"), "{metrics}");
+    let spells: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("staylinked_inbox_full_total "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!((1..=2).contains(&spells), "{metrics}");
 
     // The endpoint recovers: everything else arrives from the inbox, in order, once.
     hook.set_failing(false);

@@ -17,10 +17,11 @@ use crate::types::TenantId;
 
 /// Field names of the status doc written by status updates (the update mask). The lease field
 /// is written only by the lease operations.
-pub(crate) const STATUS_FIELDS: [&str; 12] = [
+pub(crate) const STATUS_FIELDS: [&str; 13] = [
     "state",
     "me",
     "push_name",
+    "presence",
     "linked_at",
     "last_connected_at",
     "last_disconnect",
@@ -183,6 +184,7 @@ mod tests {
             state: LinkState::Connected,
             me: Some("1@s.whatsapp.net".into()),
             push_name: Some("x".into()),
+            presence: Some(crate::store::model::PresenceType::Available),
             linked_at: Some(1),
             last_connected_at: Some(2),
             last_disconnect: Some(LastDisconnect { code: 428, reason: "r".into(), at: 3 }),
