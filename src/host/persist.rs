@@ -158,6 +158,7 @@ pub fn key_ref(id: &KeyId) -> KeyRef {
         }
         KeyId::SenderKeyMemory(g) => KeyRef::SenderKeyMemory(g.clone()),
         KeyId::DeviceList(u) => KeyRef::DeviceList(u.clone()),
+        KeyId::SentMessage(m) => KeyRef::SentMessage(m.clone()),
     }
 }
 
@@ -173,6 +174,7 @@ pub fn key_id(r: &KeyRef) -> Option<KeyId> {
         }
         KeyRef::SenderKeyMemory(g) => KeyId::SenderKeyMemory(g.clone()),
         KeyRef::DeviceList(u) => KeyId::DeviceList(u.clone()),
+        KeyRef::SentMessage(m) => KeyId::SentMessage(m.clone()),
         _ => return None,
     })
 }

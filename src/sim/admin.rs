@@ -28,6 +28,7 @@ pub(crate) fn router() -> Router<SimHandle> {
         .route("/phones/{phone}/send", post(phone_send))
         .route("/phones/{phone}/inbox", get(phone_inbox))
         .route("/phones/{phone}/sent", get(phone_sent))
+        .route("/phones/{phone}/retry", post(phone_retry))
         .route("/groups", post(create_group))
         .route("/faults", post(fault))
         .route("/stats", get(stats))
@@ -193,6 +194,9 @@ async fn put_config(
 struct Send {
     to: String,
     text: String,
+    /// Companions get `<unavailable type="view_once"/>` instead of the content.
+    #[serde(default)]
+    view_once: bool,
 }
 
 async fn phone_send(
@@ -202,10 +206,36 @@ async fn phone_send(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Json(b) = body.map_err(|e| bad_body(&e))?;
     let id = h
-        .call(move |sim, now| sim.phone_send(now, &phone, &b.to, &b.text))
+        .call(move |sim, now| {
+            if b.view_once {
+                sim.phone_send_view_once(now, &phone, &b.to, &b.text)
+            } else {
+                sim.phone_send(now, &phone, &b.to, &b.text)
+            }
+        })
         .await
         .map_err(|_| stopped())??;
     Ok(Json(json!({"id": id})))
+}
+
+#[derive(Deserialize)]
+struct Retry {
+    id: String,
+}
+
+/// `POST /admin/phones/{phone}/retry {"id"}`: the phone sends a retry receipt for a message it
+/// received (202 with the device it asked).
+async fn phone_retry(
+    State(h): State<SimHandle>,
+    Path(phone): Path<String>,
+    body: Result<Json<Retry>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(b) = body.map_err(|e| bad_body(&e))?;
+    let to = h
+        .call(move |sim, now| sim.phone_request_retry(now, &phone, &b.id))
+        .await
+        .map_err(|_| stopped())??;
+    Ok((StatusCode::ACCEPTED, Json(json!({"to": to.to_string()}))).into_response())
 }
 
 async fn phone_inbox(

@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
+use prost::Message as _;
 use rand_core::CryptoRngCore;
 
 use crate::wa::binary::Node;
@@ -18,6 +19,7 @@ use crate::wa::message::{
     device_sent, dm_stanza, encode_plaintext, group_stanza, skdm_message, text_message,
 };
 use crate::wa::noise::KeyPair;
+use crate::wa::proto;
 use crate::wa::signal::{
     LocalIdentity, PreKeyBundle, PreKeyRecord, PreKeySignalMessage, SenderKeyDistributionMessage,
     SenderKeyName, SenderKeyRecord, SessionRecord, SignalAddress, SignalDelta, SignalError,
@@ -25,6 +27,11 @@ use crate::wa::signal::{
     generate_pre_keys, group_decrypt, group_encrypt, process_bundle, process_distribution_message,
 };
 
+/// `PeerDataOperationRequestType.PLACEHOLDER_MESSAGE_RESEND` (waE2E).
+const PLACEHOLDER_RESEND: i32 = proto::PeerDataOperationRequestType::PlaceholderMessageResend as i32;
+/// `ProtocolMessage.Type.PEER_DATA_OPERATION_REQUEST_RESPONSE_MESSAGE` (waE2E).
+const PDO_RESPONSE: i32 =
+    proto::message::protocol_message::Type::PeerDataOperationRequestResponseMessage as i32;
 /// One-time prekeys generated per refill.
 const REFILL: u32 = 20;
 /// Refill when fewer unserved one-time prekeys remain.
@@ -117,8 +124,21 @@ pub(crate) struct Phone {
     seen: HashSet<(Jid, String)>,
     retries: HashMap<(Jid, String), u32>,
     sent: Vec<SentEntry>,
+    /// Placeholder-resend requests from the phone's companions, not answered yet.
+    placeholder_requests: Vec<PlaceholderRequest>,
     /// Decrypt failures so far.
     pub(crate) failures: u64,
+}
+
+/// A companion of this account asked for the content of messages it got as `<unavailable>`.
+#[derive(Debug, Clone)]
+pub(crate) struct PlaceholderRequest {
+    /// The asking companion device.
+    pub(crate) from: Jid,
+    /// The id of its request message (echoed as `stanza_id`).
+    pub(crate) request_id: String,
+    /// The messages asked for.
+    pub(crate) keys: Vec<proto::MessageKey>,
 }
 
 impl std::fmt::Debug for Phone {
@@ -155,6 +175,7 @@ impl Phone {
             seen: HashSet::new(),
             retries: HashMap::new(),
             sent: Vec::new(),
+            placeholder_requests: Vec::new(),
             failures: 0,
         };
         p.refill(rng);
@@ -325,6 +346,90 @@ impl Phone {
         }
     }
 
+    fn note_placeholder_request(&mut self, from: &Jid, request_id: &str, m: &proto::Message) {
+        let Some(req) = m
+            .protocol_message
+            .as_deref()
+            .and_then(|p| p.peer_data_operation_request_message.as_ref())
+            .filter(|r| r.peer_data_operation_request_type == Some(PLACEHOLDER_RESEND))
+        else {
+            return;
+        };
+        let keys: Vec<proto::MessageKey> =
+            req.placeholder_message_resend_request.iter().filter_map(|r| r.message_key.clone()).collect();
+        if self.placeholder_requests.len() < MAX_INBOX {
+            self.placeholder_requests.push(PlaceholderRequest {
+                from: from.clone(),
+                request_id: request_id.to_owned(),
+                keys,
+            });
+        }
+    }
+
+    /// Placeholder requests received since the last call.
+    pub(crate) fn take_placeholder_requests(&mut self) -> Vec<PlaceholderRequest> {
+        std::mem::take(&mut self.placeholder_requests)
+    }
+
+    /// The phone's answer to a placeholder request: every asked message it holds, as a
+    /// `WebMessageInfo` inside a `PEER_DATA_OPERATION_REQUEST_RESPONSE_MESSAGE`, encrypted for
+    /// the asking companion. `None` when it holds none of them or has no session.
+    pub(crate) fn placeholder_answer(
+        &mut self,
+        req: &PlaceholderRequest,
+        push_name: &str,
+        rng: &mut impl CryptoRngCore,
+    ) -> Option<DeviceCiphertext> {
+        use proto::peer_data_operation_request_response_message::PeerDataOperationResult;
+        use proto::peer_data_operation_request_response_message::peer_data_operation_result::PlaceholderMessageResendResponse;
+        let mut results = Vec::new();
+        for key in &req.keys {
+            let Some(entry) = self.inbox.iter().rev().find(|e| key.id.as_deref() == Some(e.id.as_str()))
+            else {
+                continue;
+            };
+            let info = proto::WebMessageInfo {
+                key: Some(key.clone()),
+                message: entry.text.as_deref().map(text_message),
+                message_timestamp: Some(entry.t),
+                participant: None,
+                push_name: Some(push_name.to_owned()).filter(|n| !n.is_empty()),
+            };
+            results.push(PeerDataOperationResult {
+                placeholder_message_resend_response: Some(PlaceholderMessageResendResponse {
+                    web_message_info_bytes: Some(info.encode_to_vec()),
+                }),
+            });
+        }
+        if results.is_empty() {
+            return None;
+        }
+        let answer = proto::Message {
+            protocol_message: Some(Box::new(proto::message::ProtocolMessage {
+                r#type: Some(PDO_RESPONSE),
+                peer_data_operation_request_response_message: Some(
+                    proto::PeerDataOperationRequestResponseMessage {
+                        peer_data_operation_request_type: Some(PLACEHOLDER_RESEND),
+                        stanza_id: Some(req.request_id.clone()),
+                        peer_data_operation_result: results,
+                    },
+                ),
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        self.encrypt_for(&req.from, &encode_plaintext(&answer, rng)).ok()
+    }
+
+    /// Forgets that the phone decrypted message `id` (drops it from the inbox and from the
+    /// duplicate memory), as a phone that asks for a resend does; returns the forgotten entry.
+    pub(crate) fn forget_received(&mut self, id: &str) -> Option<InboxEntry> {
+        let pos = self.inbox.iter().rposition(|e| e.id == id)?;
+        let entry = self.inbox.remove(pos);
+        self.seen.remove(&(entry.from.clone(), entry.id.clone()));
+        Some(entry)
+    }
+
     /// What the phone decrypted, oldest first.
     pub(crate) fn inbox(&self) -> &[InboxEntry] {
         &self.inbox
@@ -365,6 +470,9 @@ impl Phone {
                 }
             };
             self.absorb_skdm(&sender, &decoded);
+            if msg.is_peer() && sender.user == self.jid.user {
+                self.note_placeholder_request(&sender, &msg.id, &decoded.message);
+            }
             if let Some(dest) = decoded.device_sent_to.as_deref().and_then(|d| d.parse::<Jid>().ok()) {
                 chat = dest;
             }

@@ -83,6 +83,7 @@ pub fn sample_keys(seed: u8) -> Vec<(KeyRef, SecretBytes)> {
         (KeyRef::LidMapping("15550001234".into()), v(10)),
         (KeyRef::DeviceList("15550001234".into()), v(11)),
         (KeyRef::TcToken("a/b c".into()), v(12)),
+        (KeyRef::SentMessage("3EB0A1F2.x/y".into()), v(13)),
     ]
 }
 

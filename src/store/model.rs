@@ -290,11 +290,13 @@ pub enum KeyKind {
     DeviceList,
     /// Privacy (tc) token of a user.
     TcToken,
+    /// A message we sent, kept for retry receipts (bounded by the core).
+    SentMessage,
 }
 
 impl KeyKind {
     /// Every kind, longest name first within shared prefixes (used by the doc-id parser).
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 12] = [
         Self::SenderKeyMemory,
         Self::SenderKey,
         Self::SignedPreKey,
@@ -306,6 +308,7 @@ impl KeyKind {
         Self::LidMapping,
         Self::DeviceList,
         Self::TcToken,
+        Self::SentMessage,
     ];
 
     /// The stable storage name of the kind.
@@ -322,6 +325,7 @@ impl KeyKind {
             Self::LidMapping => "lid-mapping",
             Self::DeviceList => "device-list",
             Self::TcToken => "tc-token",
+            Self::SentMessage => "sent-message",
         }
     }
 }
@@ -358,6 +362,8 @@ pub enum KeyRef {
     DeviceList(String),
     /// Privacy token by user.
     TcToken(String),
+    /// A sent message by message id.
+    SentMessage(String),
 }
 
 /// A doc id that does not name a known key.
@@ -428,6 +434,7 @@ impl KeyRef {
             Self::LidMapping(_) => KeyKind::LidMapping,
             Self::DeviceList(_) => KeyKind::DeviceList,
             Self::TcToken(_) => KeyKind::TcToken,
+            Self::SentMessage(_) => KeyKind::SentMessage,
         }
     }
 
@@ -445,7 +452,8 @@ impl KeyRef {
             | Self::AppStateVersion(s)
             | Self::LidMapping(s)
             | Self::DeviceList(s)
-            | Self::TcToken(s) => escape_component(s),
+            | Self::TcToken(s)
+            | Self::SentMessage(s) => escape_component(s),
         }
     }
 
@@ -481,6 +489,7 @@ impl KeyRef {
             KeyKind::LidMapping => Self::LidMapping(text(rest)?),
             KeyKind::DeviceList => Self::DeviceList(text(rest)?),
             KeyKind::TcToken => Self::TcToken(text(rest)?),
+            KeyKind::SentMessage => Self::SentMessage(text(rest)?),
         })
     }
 }
@@ -794,6 +803,7 @@ mod tests {
         assert_eq!(KeyRef::parse_doc_id("sender-key-memory-g"), Ok(KeyRef::SenderKeyMemory("g".into())));
         assert!(KeyRef::parse_doc_id("pre-key-07").is_err());
         assert!(KeyRef::parse_doc_id("bogus-1").is_err());
+        assert_eq!(KeyRef::SentMessage("3EB0.A".into()).doc_id(), "sent-message-3EB0%2EA");
         assert!(KeyRef::parse_doc_id("session-a.b").is_err());
     }
 
@@ -811,6 +821,7 @@ mod tests {
             s.prop_map(KeyRef::LidMapping),
             s.prop_map(KeyRef::DeviceList),
             s.prop_map(KeyRef::TcToken),
+            s.prop_map(KeyRef::SentMessage),
         ]
     }
 

@@ -79,6 +79,7 @@ mod tests {
                 key: Some(MessageKey { id: Some("X".into()), ..Default::default() }),
                 r#type: Some(message::protocol_message::Type::MessageEdit as i32),
                 edited_message: Some(Box::new(inner)),
+                ..Default::default()
             })),
             ..Default::default()
         };

@@ -17,6 +17,7 @@ mod host_tenant_state;
 mod host_util;
 mod messaging;
 mod messaging_crash;
+mod messaging_fidelity;
 mod protocol_fidelity;
 mod sim_lifecycle;
 mod sim_pairing;

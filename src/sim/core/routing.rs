@@ -16,6 +16,7 @@ use crate::wa::binary::{Content, Node};
 use crate::wa::jid::{Jid, Server};
 use crate::wa::message::{
     ReceiptType, RelayMessage, delivery_for, offline_end, offline_preview, parse_message, parse_relay,
+    peer_stanza,
 };
 
 /// Delay between the last answer to an offline batch and the `<offline count>` marker.
@@ -120,6 +121,20 @@ impl Sim {
 
     /// Fans a relayed message out to every target device.
     pub(super) fn route(&mut self, now: Instant, sender: &Jid, relay: &RelayMessage) {
+        self.route_with(now, sender, relay, None);
+    }
+
+    /// Fans a relayed message out; with `unavailable` (e.g. `view_once`), companions get the
+    /// stanza with `<unavailable type>` instead of any `<enc>` (the real server does this for
+    /// content it does not fan out to companions: view-once media, ad leads, hosted/bot
+    /// fan-out); phones get the content.
+    pub(super) fn route_with(
+        &mut self,
+        now: Instant,
+        sender: &Jid,
+        relay: &RelayMessage,
+        unavailable: Option<&str>,
+    ) {
         self.stats.messages_routed += 1;
         tracing::debug!(msg_id = %relay.id, targets = relay.targets.len(), "sim routing message");
         let t = self.unix(now);
@@ -139,7 +154,10 @@ impl Sim {
             if d == *sender || !seen.insert(d.clone()) || d.server != Server::User {
                 continue;
             }
-            let Some(node) = delivery_for(relay, sender, &d, t, false) else { continue };
+            let Some(mut node) = delivery_for(relay, sender, &d, t, false) else { continue };
+            if let Some(kind) = unavailable.filter(|_| d.device != 0) {
+                node.content = Content::Nodes(vec![Node::new("unavailable").attr("type", kind)]);
+            }
             if d.device == 0 {
                 self.deliver_to_phone(now, &d.user, &node);
             } else if self
@@ -239,7 +257,7 @@ impl Sim {
             }
         };
         if msg.is_peer() {
-            return;
+            return self.answer_placeholders(now, user);
         }
         let own = msg.sender().user == user;
         let (to, participant) = if msg.is_group_like() {
@@ -271,6 +289,27 @@ impl Sim {
             ];
         }
         self.forward_receipt(now, &Jid::new(user, Server::User), &receipt);
+    }
+
+    /// The phone of `user` answers its companions' placeholder-resend requests with a peer
+    /// message carrying what it holds (its push name as the sender's).
+    fn answer_placeholders(&mut self, now: Instant, user: &str) {
+        let requests = self.phones.get_mut(user).map(|p| p.take_placeholder_requests()).unwrap_or_default();
+        let t = self.unix(now);
+        let phone_jid = Jid::new(user, Server::User);
+        for req in requests {
+            let push_name = String::new();
+            let Self { phones, rng, .. } = self;
+            let Some(answer) = phones.get_mut(user).and_then(|p| p.placeholder_answer(&req, &push_name, rng))
+            else {
+                continue;
+            };
+            let id = crate::wa::message::new_message_id(t, Some(user), &mut self.rng);
+            let stanza = peer_stanza(&id, &phone_jid, answer.kind, &answer.ciphertext, "high_force", None);
+            let Ok(relay) = parse_relay(&stanza) else { continue };
+            let Some(node) = delivery_for(&relay, &phone_jid, &req.from, t, false) else { continue };
+            self.enqueue(&req.from.user, req.from.device, Class::Message, &id, node);
+        }
     }
 
     /// Forwards a receipt from device `from` to the devices of the message's sender (only the

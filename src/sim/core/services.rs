@@ -255,6 +255,33 @@ impl Sim {
         to: &str,
         text: &str,
     ) -> Result<String, AdminError> {
+        self.phone_send_with(now, phone, to, text, None)
+    }
+
+    /// Like [`Self::phone_send`], as a view-once message: phones get the content, companions
+    /// get `<unavailable type="view_once"/>` and no `<enc>`, as from the real server; a
+    /// companion has to ask its own phone for the content (placeholder resend).
+    ///
+    /// # Errors
+    /// As [`Self::phone_send`].
+    pub fn phone_send_view_once(
+        &mut self,
+        now: Instant,
+        phone: &str,
+        to: &str,
+        text: &str,
+    ) -> Result<String, AdminError> {
+        self.phone_send_with(now, phone, to, text, Some("view_once"))
+    }
+
+    fn phone_send_with(
+        &mut self,
+        now: Instant,
+        phone: &str,
+        to: &str,
+        text: &str,
+        unavailable: Option<&str>,
+    ) -> Result<String, AdminError> {
         if !self.phones.contains_key(phone) {
             return Err(AdminError::UnknownPhone);
         }
@@ -302,8 +329,43 @@ impl Sim {
             p.record_sent(&id, &to_jid, text, t, &targets);
         }
         self.stats.phone_sent += 1;
-        self.route(now, &me, &relay);
+        self.route_with(now, &me, &relay, unavailable);
         Ok(id)
+    }
+
+    /// `POST /admin/phones/{phone}/retry`: the phone asks the sender of message `id` (which it
+    /// received) for a resend with a retry receipt (`<retry count id t v>` + `<registration>`,
+    /// as the reference clients send a first retry), and forgets it so the resend is decrypted
+    /// and lands in its inbox again. Returns the device the receipt went to.
+    ///
+    /// # Errors
+    /// [`AdminError::UnknownPhone`]; [`AdminError::BadRequest`] when the phone has no such
+    /// message.
+    pub fn phone_request_retry(&mut self, now: Instant, phone: &str, id: &str) -> Result<Jid, AdminError> {
+        let p = self.phones.get_mut(phone).ok_or(AdminError::UnknownPhone)?;
+        let entry = p
+            .forget_received(id)
+            .ok_or_else(|| AdminError::BadRequest(format!("the phone received no message {id:?}")))?;
+        let count = p.next_retry(&entry.from, id);
+        let registration_id = p.registration_id();
+        let group = entry.chat.is_group().then(|| entry.chat.clone());
+        let receipt = super::routing::OutReceipt {
+            id: id.to_owned(),
+            to: group.clone().unwrap_or_else(|| entry.from.clone()),
+            participant: group.map(|_| entry.from.clone()),
+            recipient: None,
+            kind: crate::wa::message::ReceiptType::Retry,
+            children: vec![
+                Node::new("retry")
+                    .attr("count", count.to_string())
+                    .attr("id", id)
+                    .attr("t", entry.t.to_string())
+                    .attr("v", "1"),
+                Node::new("registration").bytes(registration_id.to_be_bytes().to_vec()),
+            ],
+        };
+        self.forward_receipt(now, &Jid::new(phone, Server::User), &receipt);
+        Ok(entry.from)
     }
 
     /// Fetches bundles for the devices `phone` has no session with and starts sessions.

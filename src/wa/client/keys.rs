@@ -14,6 +14,8 @@ use std::time::Instant;
 use zeroize::Zeroizing;
 
 use super::creds::PreKey;
+use super::placeholder::Placeholders;
+use super::sent::{SentLoadError, SentStore};
 use crate::wa::noise::KeyPair;
 use crate::wa::signal::{
     PreKeyRecord, PublicKey, SenderKeyName, SenderKeyRecord, SessionRecord, SignalAddress, SignalDelta,
@@ -36,6 +38,9 @@ pub enum KeyId {
     SenderKeyMemory(String),
     /// Cached device ids of a user JID (value: JSON list of device numbers).
     DeviceList(String),
+    /// A message we sent, by message id, kept for retry receipts (value: a prost record of
+    /// chat, time and the `waE2E.Message`; see `client::sent`).
+    SentMessage(String),
 }
 
 /// A stored key value; `Debug` never prints it and it is wiped on drop.
@@ -98,6 +103,15 @@ pub enum KeyLoadError {
         /// The required length.
         want: usize,
     },
+    /// Store corruption: a sent-message record does not decode.
+    #[error("stored {id:?} is not a valid sent-message record")]
+    Sent {
+        /// The entry.
+        id: KeyId,
+        /// Why.
+        #[source]
+        source: SentLoadError,
+    },
     /// Store corruption: a JSON list does not decode.
     #[error("stored {id:?} is not a valid list")]
     BadList {
@@ -126,6 +140,14 @@ pub struct KeyCache {
     pub(crate) sender_keys: HashMap<SenderKeyName, SenderKeyRecord>,
     pub(crate) sender_key_memory: HashMap<String, BTreeSet<String>>,
     pub(crate) device_lists: HashMap<String, DeviceList>,
+    /// Messages we sent, for retry receipts (durable, bounded).
+    pub(crate) sent: SentStore,
+    /// Not persisted: retry receipts sent per inbound message id, carried across connections
+    /// with the cache so a message redelivered on every new connection still reaches the
+    /// final answer after [`MAX_RETRY_RECEIPTS`](super::recv::MAX_RETRY_RECEIPTS).
+    pub(crate) retries_in: HashMap<String, u32>,
+    /// Not persisted: placeholder-resend requests to our phone, carried across connections.
+    pub(crate) placeholders: Placeholders,
 }
 
 impl fmt::Debug for KeyCache {
@@ -137,7 +159,8 @@ impl fmt::Debug for KeyCache {
             .field("sender_keys", &self.sender_keys.len())
             .field("groups", &self.sender_key_memory.len())
             .field("device_lists", &self.device_lists.len())
-            .finish()
+            .field("sent", &self.sent.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -204,6 +227,9 @@ impl KeyCache {
                 let devices: Vec<u16> = serde_json::from_slice(bytes)
                     .map_err(|source| KeyLoadError::BadList { id: id.clone(), source })?;
                 self.device_lists.insert(u.clone(), DeviceList { devices, fetched: None });
+            }
+            KeyId::SentMessage(m) => {
+                self.sent.load(m, bytes).map_err(|source| KeyLoadError::Sent { id: id.clone(), source })?;
             }
         }
         Ok(())

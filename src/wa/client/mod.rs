@@ -12,9 +12,11 @@ pub mod keys;
 mod msgtests;
 pub mod output;
 mod payload;
+mod placeholder;
 pub mod reason;
 mod recv;
 pub mod send;
+pub mod sent;
 #[cfg(test)]
 mod tests;
 
@@ -525,7 +527,7 @@ impl Client {
                 self.close(DisconnectReason::from_stream_error(node.attr_str("code"), child));
             }
             "xmlstreamend" => self.close(DisconnectReason::StreamEnd),
-            "message" => self.handle_message(node),
+            "message" => self.handle_message(now, node),
             "receipt" => self.handle_receipt(now, node),
             "ack" => self.handle_ack(node),
             "ib" => {

@@ -10,6 +10,7 @@
 use std::time::Instant;
 
 use super::keys::KeyChange;
+use super::placeholder::placeholder_answers;
 use super::send::address_of;
 use super::{
     Client, Delta, Event, MIN_PRE_KEYS, MessageStatus, Output, Pending, PreKey, ReceivedMessage, StatusUpdate,
@@ -44,7 +45,7 @@ struct Outcome {
 
 impl Client {
     /// A `<message>` from the server.
-    pub(crate) fn handle_message(&mut self, node: &Node) {
+    pub(crate) fn handle_message(&mut self, now: Instant, node: &Node) {
         let msg = match parse_message(node) {
             Ok(m) => m,
             Err(e) => {
@@ -63,12 +64,37 @@ impl Client {
             if let Ok(ack) = ack_for(node) {
                 self.send_node(&ack);
             }
+            if msg.unavailable.is_some() {
+                self.request_placeholder(now, &msg, &own);
+            }
             return;
         }
         let out = self.decrypt_all(&msg);
         if let Some(reason) = out.failure {
             tracing::warn!(msg_id = %msg.id, reason, offline = msg.offline, "message decrypt failed; retry receipt");
             return self.send_retry_receipt(&msg, out.changes);
+        }
+        // Our phone's answer to a placeholder request: the messages it carries, as received.
+        let from_own_phone =
+            msg.sender().user == own.user && msg.sender().server == own.server && msg.sender().device == 0;
+        let answers = match out.content.as_ref() {
+            Some(d) if from_own_phone => placeholder_answers(&d.message),
+            _ => Vec::new(),
+        };
+        if !answers.is_empty() {
+            let mut keys = Some(out.changes);
+            for message in self.placeholder_messages(answers) {
+                self.outputs.push_back(Output::Persist(Delta::Received {
+                    keys: keys.take().unwrap_or_default(),
+                    message: Box::new(message.clone()),
+                }));
+                self.outputs.push_back(Output::Event(Event::Message(Box::new(message))));
+            }
+            if let Some(k) = keys.filter(|k| !k.is_empty()) {
+                self.outputs.push_back(Output::Persist(Delta::Keys(k)));
+            }
+            self.msg.keys.retries_in.remove(&msg.id);
+            return self.send_node(&delivery_receipt(&msg, &own, false));
         }
         let text = match out.content.as_ref().map(|d| &d.content) {
             Some(MessageContent::Text(t)) => Some(t.clone()),
@@ -116,7 +142,7 @@ impl Client {
                 }
             }
         }
-        self.msg.retries_in.remove(&msg.id);
+        self.msg.keys.retries_in.remove(&msg.id);
         self.send_node(&delivery_receipt(&msg, &own, false));
     }
 
@@ -232,15 +258,16 @@ impl Client {
             self.outputs.push_back(Output::Persist(Delta::Keys(changes)));
         }
         let prior = msg.encs.iter().filter_map(|e| e.count).max().unwrap_or(0);
-        if self.msg.retries_in.len() > RETRY_COUNTERS {
-            self.msg.retries_in.clear();
+        if self.msg.keys.retries_in.len() > RETRY_COUNTERS {
+            self.msg.keys.retries_in.clear();
         }
-        let counter = self.msg.retries_in.entry(msg.id.clone()).or_insert(0);
+        let counter = self.msg.keys.retries_in.entry(msg.id.clone()).or_insert(0);
         *counter = (*counter).max(prior) + 1;
         let count = *counter;
         if count > MAX_RETRY_RECEIPTS {
+            // The counter stays (bounded): a redelivery on a later connection gets the final
+            // answer again instead of starting over at count 1.
             tracing::warn!(msg_id = %msg.id, "message stays undecryptable; giving up");
-            self.msg.retries_in.remove(&msg.id);
             return self.send_node(&message_nack(msg, NACK_UNHANDLED_ERROR));
         }
         let keys = if count >= 2 { self.retry_keys() } else { None };

@@ -5,17 +5,18 @@
 //! Every ratchet change is queued as `Persist(Delta::Keys)` before the `Send` of the stanza
 //! that depends on it (invariant 1). No IO, no clock: `now` comes from the caller.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::keys::{KeyCache, KeyChange};
+use super::sent::Sent;
 use super::{Client, Delta, Event, MessageStatus, Output, Pending, StatusUpdate, Timer};
 use crate::wa::binary::Node;
 use crate::wa::jid::{Jid, Server};
 use crate::wa::message::{
     DeviceCiphertext, GroupSend, device_query, device_sent, dm_retry_stanza, dm_stanza, encode_plaintext,
-    group_retry_stanza, group_stanza, parse_device_result, parse_prekey_result, prekey_fetch, skdm_message,
-    text_message,
+    group_retry_stanza, group_stanza, new_message_id, parse_device_result, parse_prekey_result, peer_stanza,
+    prekey_fetch, skdm_message, text_message,
 };
 use crate::wa::proto;
 use crate::wa::signal::{
@@ -31,10 +32,12 @@ const NOT_LOGGED_IN: &str = "not logged in";
 pub const DEVICE_LIST_TTL: Duration = Duration::from_secs(300);
 /// A send job whose iqs are not all answered by then fails.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
-/// Recently sent messages kept to answer retry receipts (whatsmeow keeps 256).
-pub const RECENT_SENT: usize = 256;
 /// Resends per (message, device) before retry receipts are ignored (whatsmeow: 10).
 pub const MAX_RESENDS: u32 = 10;
+/// `push_priority` of peer data-operation requests (Baileys `sendPeerDataOperationMessage`).
+const PEER_PUSH_PRIORITY: &str = "high_force";
+/// Resend counters kept before the memory is reset (bounded).
+const RESEND_COUNTERS: usize = 1024;
 
 /// Why `send_text` refused a message at once.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -51,13 +54,6 @@ pub enum SendError {
     InProgress(String),
 }
 
-/// A sent message kept for retry receipts.
-#[derive(Debug, Clone)]
-pub(crate) struct Sent {
-    pub(crate) chat: Jid,
-    pub(crate) message: proto::Message,
-}
-
 /// What a job is sending.
 #[derive(Debug, Clone)]
 enum JobKind {
@@ -67,6 +63,8 @@ enum JobKind {
     Group,
     /// A resend of `id` to one device that sent a retry receipt.
     Resend { device: Jid },
+    /// A peer (own-device protocol) message to our own phone (device 0).
+    Peer,
 }
 
 /// The iq a job waits for.
@@ -102,9 +100,7 @@ pub(crate) struct Messaging {
     pub(crate) keys: KeyCache,
     jobs: HashMap<u64, Job>,
     next_job: u64,
-    recent: VecDeque<(String, Sent)>,
     resends: HashMap<(String, Jid), u32>,
-    pub(crate) retries_in: HashMap<String, u32>,
 }
 
 impl Messaging {
@@ -113,16 +109,9 @@ impl Messaging {
         self.jobs.clear();
     }
 
+    /// The message we sent with this id (this connection or an earlier one, while kept).
     pub(crate) fn recent(&self, id: &str) -> Option<&Sent> {
-        self.recent.iter().rev().find(|(i, _)| i == id).map(|(_, s)| s)
-    }
-
-    fn remember(&mut self, id: &str, sent: Sent) {
-        self.recent.retain(|(i, _)| i != id);
-        self.recent.push_back((id.to_owned(), sent));
-        while self.recent.len() > RECENT_SENT {
-            self.recent.pop_front();
-        }
+        self.keys.sent.get(id)
     }
 
     fn earliest_deadline(&self) -> Option<Instant> {
@@ -214,7 +203,6 @@ impl Client {
             return Err(SendError::InProgress(id.to_owned()));
         }
         let message = text_message(text);
-        self.msg.remember(id, Sent { chat: chat.clone(), message: message.clone() });
         let kind = if chat.is_group() { JobKind::Group } else { JobKind::Direct };
         self.start_job(now, id.to_owned(), chat, kind, message, Vec::new());
         Ok(())
@@ -271,6 +259,14 @@ impl Client {
                     .children([Node::new("query").attr("request", "interactive")]);
                 self.pending.insert(id, Pending::Msg(n, Step::GroupInfo));
                 self.send_node(&iq);
+            }
+            JobKind::Peer => {
+                let phone = job.chat.clone();
+                if self.msg.keys.has_session(&address_of(&phone)) {
+                    self.job_encrypt(now, n);
+                } else {
+                    self.fetch_bundles(n, vec![phone]);
+                }
             }
             JobKind::Resend { device } => {
                 // A bundle given in the retry receipt was processed already; otherwise fetch a
@@ -340,6 +336,7 @@ impl Client {
     fn pairwise_targets(&self, job: &Job) -> Vec<Jid> {
         match &job.kind {
             JobKind::Resend { device } => vec![device.clone()],
+            JobKind::Peer => vec![job.chat.clone()],
             JobKind::Direct => self.job_targets(job),
             JobKind::Group => {
                 let memory = self.msg.keys.sender_key_memory.get(&job.chat.to_string());
@@ -459,7 +456,7 @@ impl Client {
     }
 
     /// Encrypts and queues the job's stanza: Persist(keys) → Send → Event::Relayed.
-    fn job_encrypt(&mut self, _now: Instant, n: u64) {
+    fn job_encrypt(&mut self, now: Instant, n: u64) {
         let Some(own) = self.own_jid() else { return self.fail_job(n, NOT_LOGGED_IN) };
         let Some(job) = self.msg.jobs.remove(&n) else { return };
         self.update_job_timer();
@@ -475,10 +472,16 @@ impl Client {
                 return self.report_failure(&job, &e.reason);
             }
         };
+        if matches!(job.kind, JobKind::Direct | JobKind::Group) {
+            // Kept for retry receipts (also after a restart): durable with the ratchet state.
+            let at = self.unix(now);
+            let sent = Sent { chat: job.chat.clone(), message: job.message.clone(), at };
+            self.msg.keys.sent.remember(&job.id, sent, at, &mut changes);
+        }
         // Invariant 1: the chain state behind every ciphertext is durable before it leaves.
         self.outputs.push_back(Output::Persist(Delta::Keys(changes)));
         self.send_node(&stanza);
-        if !matches!(job.kind, JobKind::Resend { .. }) {
+        if matches!(job.kind, JobKind::Direct | JobKind::Group) {
             self.outputs
                 .push_back(Output::Event(Event::Relayed { id: job.id.clone(), chat: job.chat.to_string() }));
         }
@@ -522,6 +525,11 @@ impl Client {
                     let entry = self.encrypt_for(device, &body, changes).map_err(|e| fail("encrypt", e))?;
                     Ok(dm_retry_stanza(&job.id, &entry, identity))
                 }
+            }
+            JobKind::Peer => {
+                let body = encode_plaintext(&job.message, &mut self.rng);
+                let e = self.encrypt_for(&job.chat, &body, changes).map_err(|e| fail("encrypt", e))?;
+                Ok(peer_stanza(&job.id, own, e.kind, &e.ciphertext, PEER_PUSH_PRIORITY, identity))
             }
             JobKind::Group => {
                 let targets = self.pairwise_targets(job);
@@ -582,9 +590,14 @@ impl Client {
 
     fn report_failure(&mut self, job: &Job, reason: &str) {
         let transient = reason == TIMED_OUT || reason == NOT_LOGGED_IN;
-        if transient && !matches!(job.kind, JobKind::Resend { .. }) {
+        if transient && matches!(job.kind, JobKind::Direct | JobKind::Group) {
             tracing::info!(msg_id = %job.id, reason, "send deferred; the caller retries");
             self.outputs.push_back(Output::Event(Event::SendDeferred { id: job.id.clone() }));
+            return;
+        }
+        if matches!(job.kind, JobKind::Peer) {
+            tracing::warn!(msg_id = %job.id, "peer message to the phone failed");
+            tracing::debug!(msg_id = %job.id, reason, "peer message failure reason");
             return;
         }
         if let JobKind::Resend { device } = &job.kind {
@@ -613,6 +626,14 @@ impl Client {
         self.update_job_timer();
     }
 
+    /// Sends `message` to our own phone (device 0) as a peer message; returns its id.
+    pub(crate) fn send_peer(&mut self, now: Instant, own: &Jid, message: proto::Message) -> String {
+        let id = new_message_id(self.unix(now), Some(&own.user), &mut self.rng);
+        let phone = own.to_non_ad().with_device(0);
+        self.start_job(now, id.clone(), phone, JobKind::Peer, message, Vec::new());
+        id
+    }
+
     /// Answers a retry receipt from `device` for our message `id`: re-encrypts the recent
     /// message for that device only (with a session from `bundle`, or a freshly fetched one).
     pub(crate) fn resend(&mut self, now: Instant, id: &str, device: Jid, bundle: Option<&PreKeyBundle>) {
@@ -626,7 +647,7 @@ impl Client {
             tracing::warn!(msg_id = %id, "too many retry receipts; not resending");
             return;
         }
-        if self.msg.resends.len() > RECENT_SENT * 4 {
+        if self.msg.resends.len() > RESEND_COUNTERS {
             self.msg.resends.clear();
         }
         let mut changes = Vec::new();

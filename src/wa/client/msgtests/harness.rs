@@ -358,6 +358,18 @@ impl Net {
         errors
     }
 
+    /// A new connection for client `i` as the host makes one: a new `Client` with the key cache
+    /// carried over in memory (nothing re-read from the store).
+    pub(super) fn new_connection(&mut self, i: usize) {
+        let keys = self.devs[i].client.take_keys();
+        let seed = self.devs[i].seed.wrapping_mul(5) + 3;
+        let (client, server) = online_client(self.devs[i].creds.clone(), seed, self.now, keys);
+        let d = &mut self.devs[i];
+        d.client = client;
+        d.server = server;
+        d.seed = seed;
+    }
+
     /// Takes client `i` offline (deliveries queue up).
     pub(super) fn offline(&mut self, i: usize) {
         self.devs[i].online = false;

@@ -194,7 +194,7 @@ fn duplicate_redelivery_one_event() {
         .unwrap()
         .clone();
     let receipts_before = net.devs[b1].sent("receipt").len();
-    net.devs[b1].client.handle_message(&again);
+    net.devs[b1].client.handle_message(net.now, &again);
     net.drive();
     assert_eq!(net.devs[b1].texts(), ["once", "twice?"]);
     assert_eq!(net.devs[b1].sent("receipt").len(), receipts_before + 1, "receipt sent again");
@@ -205,7 +205,7 @@ fn duplicate_redelivery_one_event() {
         .find(|(d, n)| d == &net.devs[b1].jid && n.attr_str("id") == Some("D1"))
         .unwrap()
         .clone();
-    net.devs[b1].client.handle_message(&pk);
+    net.devs[b1].client.handle_message(net.now, &pk);
     net.drive();
     assert_eq!(net.devs[b1].texts(), ["once", "twice?"]);
     check_all(&net);
@@ -260,7 +260,7 @@ fn retry_receipt_counts_and_keys() {
         kids[0].content = crate::wa::binary::Content::Bytes(vec![0x33, 1, 2, 3]);
     }
     for n in 1..=6 {
-        net.devs[b1].client.handle_message(&bad);
+        net.devs[b1].client.handle_message(net.now, &bad);
         net.drive();
         let last = net.devs[b1]
             .log
@@ -282,6 +282,81 @@ fn retry_receipt_counts_and_keys() {
     assert!(matches!(&log[k - 2], Log::Persist(Delta::PreKeys(p)) if p.len() == 1));
     assert!(matches!(&log[k - 1], Log::Persist(Delta::Creds(_))));
     assert_eq!(net.devs[b1].texts(), ["setup"]);
+}
+
+/// Issue 13 item 3: a retry receipt for a message sent before a restart is honoured from the
+/// durable sent-message record: resent with the same id to that device only, and it decrypts.
+/// The record was persisted in the same batch as the send's ratchet state.
+#[test]
+fn retry_receipt_after_restart_resends_from_store() {
+    let mut net = Net::new();
+    let a1 = net.companion(A, 1);
+    let b1 = net.companion(B, 1);
+    net.send_text(a1, "T0", B, "setup");
+    net.send_text(b1, "T1", A, "reply");
+    net.offline(b1);
+    let target = net.devs[b1].jid.clone();
+    net.tamper = Some(Box::new(move |d, n| {
+        if *d == target
+            && n.attr_str("id") == Some("T2")
+            && let crate::wa::binary::Content::Nodes(kids) = &mut n.content
+            && let Some(crate::wa::binary::Content::Bytes(b)) = kids.get_mut(0).map(|e| &mut e.content)
+            && let Some(x) = b.get_mut(20)
+        {
+            *x ^= 0x55;
+        }
+    }));
+    net.send_text(a1, "T2", B, "sent before the restart");
+    let sent_batch = net.devs[a1].log.iter().rev().find_map(|l| match l {
+        Log::Persist(Delta::Keys(cs)) => Some(cs.clone()),
+        _ => None,
+    });
+    assert!(
+        sent_batch
+            .unwrap()
+            .iter()
+            .any(|c| matches!(c, KeyChange::Put { id: KeyId::SentMessage(m), .. } if m == "T2")),
+        "the sent record is in the batch persisted right before the stanza"
+    );
+    assert!(net.restart(a1).is_empty());
+    net.tamper = None;
+    net.reconnect(b1);
+    let retry =
+        net.devs[b1].sent("receipt").into_iter().find(|r| r.attr_str("type") == Some("retry")).unwrap();
+    assert_eq!(retry.attr_str("id"), Some("T2"));
+    let resend = net.devs[a1].sent("message").pop().expect("the restarted client resent");
+    assert_eq!((resend.attr_str("id"), resend.attr_str("device_fanout")), (Some("T2"), Some("false")));
+    assert_eq!(net.devs[b1].texts(), ["setup", "sent before the restart"]);
+    check_all(&net);
+}
+
+/// Issue 13 item 3: the retry counter of an inbound message survives new connections (the host
+/// builds a new `Client` for each), so a message redelivered on every connection still ends
+/// after the last allowed retry receipt instead of starting over at count 1.
+#[test]
+fn retry_counter_survives_new_connections() {
+    let mut net = Net::new();
+    let a1 = net.companion(A, 1);
+    let b1 = net.companion(B, 1);
+    net.send_text(a1, "C0", B, "setup");
+    let (_, good) = net.delivered.iter().find(|(d, _)| *d == net.devs[b1].jid).unwrap().clone();
+    let mut bad = good.clone();
+    bad.set_attr("id", "C1");
+    if let crate::wa::binary::Content::Nodes(kids) = &mut bad.content {
+        kids[0].content = crate::wa::binary::Content::Bytes(vec![0x33, 1, 2, 3]);
+    }
+    for _ in 0..7 {
+        net.new_connection(b1);
+        net.devs[b1].client.handle_message(net.now, &bad);
+        net.drive();
+    }
+    let counts: Vec<String> = net.devs[b1]
+        .sent("receipt")
+        .iter()
+        .filter(|r| r.attr_str("type") == Some("retry") && r.attr_str("id") == Some("C1"))
+        .map(|r| r.child("retry").unwrap().attr_str("count").unwrap().to_owned())
+        .collect();
+    assert_eq!(counts, ["1", "2", "3", "4", "5"], "one count per connection, then the final answer");
 }
 
 /// A group message whose skmsg is corrupted for one member is recovered by a retry resend
@@ -504,7 +579,7 @@ proptest! {
         }
         let n = n.children([Node::new("enc").attr("v", "2").attr("type", t).bytes(bytes)]);
         let sent_before = net.devs[a1].sent("receipt").len() + net.devs[a1].sent("ack").len();
-        net.devs[a1].client.handle_message(&n);
+        net.devs[a1].client.handle_message(net.now, &n);
         net.drive();
         let sent_after = net.devs[a1].sent("receipt").len() + net.devs[a1].sent("ack").len();
         prop_assert_eq!(sent_after, sent_before + 1);
