@@ -41,6 +41,11 @@ pub struct RunArgs {
     /// the embedded store creates a key file beside its database when unset.
     #[arg(long, env = "STAYLINKED_MASTER_KEY", hide_env_values = true)]
     pub master_key: Option<String>,
+    /// Previous master keys (comma-separated base64) that still open values sealed before a
+    /// rotation; new values are always sealed with the current key. `staylinked rekey`
+    /// re-seals everything so the old keys can be dropped.
+    #[arg(long, env = "STAYLINKED_MASTER_KEYS_OLD", hide_env_values = true)]
+    pub master_keys_old: Option<String>,
     /// WhatsApp WebSocket URL (point at a simulator: ws://127.0.0.1:PORT/ws/chat).
     #[arg(long, env = "STAYLINKED_WA_URL", default_value = "wss://web.whatsapp.com/ws/chat")]
     pub wa_url: String,
@@ -166,6 +171,8 @@ pub struct Config {
     pub api_key: Option<String>,
     /// Master key (base64), when given.
     pub master_key: Option<String>,
+    /// Older master keys (comma-separated base64) that still open values (rotation).
+    pub master_keys_old: Option<String>,
     /// WhatsApp WebSocket URL.
     pub wa_url: String,
     /// Certificate root.
@@ -285,6 +292,14 @@ pub fn default_holder_id() -> String {
     format!("{host}-{}-{nonce:08x}", std::process::id())
 }
 
+/// A configured holder id made unique per process: `{id}-{nonce}`. A fixed
+/// `STAYLINKED_HOLDER_ID` (say the service name) would otherwise let a new revision's process
+/// re-acquire, and so take over at once, the live lease of the old one still running.
+pub fn unique_holder_id(configured: &str) -> String {
+    let nonce: u32 = rand::Rng::r#gen(&mut rand::rngs::OsRng);
+    format!("{configured}-{nonce:08x}")
+}
+
 impl Config {
     /// Validates parsed flags/env into a config.
     ///
@@ -334,12 +349,17 @@ impl Config {
             store,
             api_key: a.api_key.clone().filter(|k| !k.is_empty()),
             master_key: a.master_key.clone().filter(|k| !k.is_empty()),
+            master_keys_old: a.master_keys_old.clone().filter(|k| !k.trim().is_empty()),
             wa_url: a.wa_url.clone(),
             wa_trust,
             wa_version,
             device_name,
             shutdown_deadline: positive("STAYLINKED_SHUTDOWN_DEADLINE", a.shutdown_deadline)?,
-            holder_id: a.holder_id.clone().filter(|h| !h.is_empty()).unwrap_or_else(default_holder_id),
+            holder_id: a
+                .holder_id
+                .as_deref()
+                .filter(|h| !h.is_empty())
+                .map_or_else(default_holder_id, unique_holder_id),
             hydrate_concurrency: a.hydrate_concurrency,
             lease_ttl: positive("STAYLINKED_LEASE_TTL", a.lease_ttl)?,
             held_retry: positive("STAYLINKED_HELD_RETRY", a.held_retry)?,
@@ -377,6 +397,7 @@ impl Config {
             store: StoreConfig::Memory,
             api_key: None,
             master_key: None,
+            master_keys_old: None,
             wa_url,
             wa_trust: TrustAnchor { root_public, root_serial: 0 },
             wa_version: VersionSetting::Fixed(WaVersion::DEFAULT),
@@ -462,6 +483,22 @@ mod tests {
 
     /// Two processes on one host (or two containers with pid 1 and one hostname) never share a
     /// default holder id.
+    /// M7: a configured holder id is made unique per process, so a second process with the
+    /// same `STAYLINKED_HOLDER_ID` can never re-acquire (take over) the first one's live lease.
+    #[test]
+    fn configured_holder_ids_are_unique_per_process() {
+        use clap::Parser as _;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            run: RunArgs,
+        }
+        let args = Cli::parse_from(["x", "--holder-id", "svc", "--store", "memory"]).run;
+        let (a, b) = (Config::from_args(&args).unwrap(), Config::from_args(&args).unwrap());
+        assert_ne!(a.holder_id, b.holder_id, "two processes with one configured id got the same holder");
+        assert!(a.holder_id.starts_with("svc-") && b.holder_id.starts_with("svc-"));
+    }
+
     #[test]
     fn default_holder_ids_are_unique() {
         assert_ne!(default_holder_id(), default_holder_id());

@@ -44,6 +44,11 @@ enum Command {
         #[arg(long, env = "STAYLINKED_LOG_FORMAT", default_value = "text")]
         log_format: LogFormat,
     },
+    /// Re-seal every stored value under the current master key (STAYLINKED_MASTER_KEY), opening
+    /// old ones with STAYLINKED_MASTER_KEYS_OLD; prints progress per tenant. Resumable: safe to
+    /// interrupt and rerun. Embedded store: run it while the gateway is stopped (file lock);
+    /// Firestore: may run beside a gateway that already uses the new key.
+    Rekey(Box<RunArgs>),
     /// Print the crate's protocol constants (intro header, dictionary version) and exit.
     Info,
     /// Run the WhatsApp server simulator (WebSocket `/ws/chat` + JSON `/admin` on one port).
@@ -211,6 +216,7 @@ fn main() -> ExitCode {
         None => run(&cli.run),
         Some(Command::Run(args)) => run(&args),
         Some(Command::Demo { log_format }) => demo(log_format),
+        Some(Command::Rekey(args)) => rekey(&args),
         Some(Command::Info) => {
             let intro = staylinked::wa::frame::INTRO;
             #[expect(clippy::print_stdout, reason = "the CLI's output")]
@@ -297,6 +303,18 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let summary = rt.block_on(staylinked::host::run(config, signals.cancelled_owned()))?;
     rt.shutdown_timeout(std::time::Duration::from_millis(200));
     Ok(if summary.clean { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// `staylinked rekey`.
+fn rekey(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    init_logging(args.log_format, "warn");
+    let config = Config::from_args(args)?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let summary = rt.block_on(async {
+        let mut out = std::io::stdout();
+        staylinked::host::rekey(&config, &mut out).await
+    })?;
+    Ok(if summary.complete() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 /// `staylinked demo`.

@@ -322,7 +322,11 @@ impl Actor {
             }
             TenantCommand::Delete { reply } if self.creds.is_none() => {
                 // Deleted while linking: abandon the link; the session deletes the stored state
-                // once this connection has closed.
+                // once this connection has closed. Marked durably before the answer.
+                if let Err(e) = self.mark_deleting().await {
+                    let _ = reply.send(Err(e));
+                    return;
+                }
                 self.delete_requested = true;
                 self.link = None;
                 client.disconnect(clock::now());
@@ -331,6 +335,11 @@ impl Actor {
             cmd @ (TenantCommand::Logout { .. } | TenantCommand::Delete { .. }) => {
                 let reply = match cmd {
                     TenantCommand::Delete { reply } => {
+                        // Durable before the answer (a crash finishes the purge at restart).
+                        if let Err(e) = self.mark_deleting().await {
+                            let _ = reply.send(Err(e));
+                            return;
+                        }
                         self.delete_requested = true;
                         reply
                     }

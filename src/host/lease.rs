@@ -48,6 +48,7 @@ pub struct LeaseGuard {
 /// Store failures other than `LeaseHeld` (which is [`Acquired::Elsewhere`]).
 pub async fn acquire(ctx: &Ctx, tenant: &TenantId) -> Result<Acquired, StoreError> {
     let (store, holder, ttl) = (&ctx.store, ctx.config.holder_id.as_str(), ctx.config.lease_ttl);
+    let sent = tokio::time::Instant::now();
     let lease = match store.acquire_lease(tenant, holder, ttl).await {
         Ok(l) => l,
         Err(StoreError::LeaseHeld { holder, expires_at_ms, .. }) => {
@@ -65,38 +66,64 @@ pub async fn acquire(ctx: &Ctx, tenant: &TenantId) -> Result<Acquired, StoreErro
         store: Arc::clone(store),
         metrics: Arc::clone(&ctx.metrics),
     };
-    ctx.spawn(renew_loop(
-        Arc::clone(store),
-        tenant.clone(),
-        guard.lease.clone(),
+    ctx.spawn(renew_loop(Renewal {
+        store: Arc::clone(store),
+        tenant: tenant.clone(),
+        lease: guard.lease.clone(),
         ttl,
-        guard.lost.clone(),
-        guard.stop.clone(),
-        Arc::clone(&ctx.metrics),
-    ));
+        acquired_sent: sent,
+        lost: guard.lost.clone(),
+        stop: guard.stop.clone(),
+        metrics: Arc::clone(&ctx.metrics),
+    }));
     Ok(Acquired::Held(guard))
 }
 
-async fn renew_loop(
+/// What the renewal task needs.
+struct Renewal {
     store: Arc<dyn Store>,
     tenant: TenantId,
     lease: Lease,
     ttl: Duration,
+    /// When the acquisition request was sent.
+    acquired_sent: tokio::time::Instant,
     lost: CancellationToken,
     stop: CancellationToken,
     metrics: Arc<Metrics>,
-) {
+}
+
+async fn renew_loop(r: Renewal) {
+    let Renewal { store, tenant, lease, ttl, acquired_sent, lost, stop, metrics } = r;
     let every = ttl / 3;
-    let mut last_ok = tokio::time::Instant::now();
+    // The lease is valid until `ttl` after the *send* time of the last successful acquire or
+    // renewal (the store computed the expiry no earlier than that), measured on the monotonic
+    // clock, minus a margin for the store's and our clocks' drift. Every RPC is raced against
+    // that deadline: when it passes, the lease counts as lost whatever is still in flight.
+    let mut valid_until = validity_deadline(acquired_sent, ttl);
     let mut wait = every;
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
+            () = tokio::time::sleep_until(valid_until) => {
+                tracing::warn!(tenant_id = %tenant, "lease could not be renewed before expiry");
+                signal_loss(&lost, &metrics);
+                return;
+            }
             () = tokio::time::sleep(wait) => {}
         }
-        match store.renew_lease(&tenant, &lease, ttl).await {
+        let sent = tokio::time::Instant::now();
+        let r = tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep_until(valid_until) => {
+                tracing::warn!(tenant_id = %tenant, "lease renewal still in flight at expiry; giving it up");
+                signal_loss(&lost, &metrics);
+                return;
+            }
+            r = store.renew_lease(&tenant, &lease, ttl) => r,
+        };
+        match r {
             Ok(_) => {
-                last_ok = tokio::time::Instant::now();
+                valid_until = validity_deadline(sent, ttl);
                 wait = every;
             }
             Err(e) if e.is_fenced() => {
@@ -107,7 +134,7 @@ async fn renew_loop(
             Err(e) => {
                 // We cannot prove we still hold it once it may have expired: give it up
                 // before another process can take it over.
-                if last_ok.elapsed() + every >= ttl {
+                if tokio::time::Instant::now() + every.min(Duration::from_secs(1)) >= valid_until {
                     tracing::warn!(tenant_id = %tenant, error = %e, "lease could not be renewed before expiry");
                     signal_loss(&lost, &metrics);
                     return;
@@ -117,6 +144,14 @@ async fn renew_loop(
             }
         }
     }
+}
+
+/// Until when a lease renewed (or acquired) by a request sent at `sent` is surely still ours:
+/// `sent + ttl - margin`, the margin (a tenth of the TTL, at most 3 s) covering clock drift
+/// between this process and the store.
+fn validity_deadline(sent: tokio::time::Instant, ttl: Duration) -> tokio::time::Instant {
+    let margin = (ttl / 10).min(Duration::from_secs(3));
+    sent + ttl.saturating_sub(margin)
 }
 
 /// Cancels `lost` and counts the loss once, whoever notices it first.
@@ -193,5 +228,48 @@ impl Drop for LeaseGuard {
         // A guard dropped without release (crash path) still stops its renewal, so the lease
         // expires and another process can take over.
         self.stop.cancel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::ManualClock;
+    use crate::store::crypt::{Keyring, MasterKey};
+    use crate::store::memory::MemoryStore;
+    use crate::store::testing::FaultyStore;
+
+    /// M7: a renewal stuck in flight does not keep the lease "held": loss is signalled when
+    /// the validity deadline (from the last successful send, monotonic clock) passes, while
+    /// the RPC is still pending — before another process can take the lease over by expiry.
+    #[tokio::test(start_paused = true)]
+    async fn stuck_renewal_loses_the_lease_by_the_deadline() {
+        let mem = MemoryStore::new(
+            Arc::new(Keyring::new(&MasterKey::generate(), &[])),
+            Arc::new(ManualClock::new(1_000)),
+        );
+        let store = Arc::new(FaultyStore::new(Arc::new(mem)));
+        let tenant = TenantId::new("stuck").unwrap();
+        let ttl = Duration::from_secs(30);
+        let sent = tokio::time::Instant::now();
+        let lease = store.acquire_lease(&tenant, "h", ttl).await.unwrap();
+        let (lost, stop) = (CancellationToken::new(), CancellationToken::new());
+        let metrics = Arc::new(Metrics::default());
+        store.set_renewals_hang(true);
+        let task = tokio::spawn(renew_loop(Renewal {
+            store: store.clone(),
+            tenant,
+            lease,
+            ttl,
+            acquired_sent: sent,
+            lost: lost.clone(),
+            stop: stop.clone(),
+            metrics,
+        }));
+        let in_time = tokio::time::timeout(ttl, lost.cancelled()).await;
+        assert!(in_time.is_ok(), "a stuck renewal kept the lease past its expiry");
+        assert!(sent.elapsed() < ttl, "loss must be signalled before the store's expiry");
+        stop.cancel();
+        let _ = task.await;
     }
 }

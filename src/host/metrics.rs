@@ -32,6 +32,7 @@ pub struct Metrics {
     messages_rejected: AtomicU64,
     inbox_full: AtomicU64,
     outbox_full: AtomicU64,
+    deletes_finished: AtomicU64,
     reconnects: Mutex<BTreeMap<u16, u64>>,
 }
 
@@ -91,6 +92,11 @@ impl Metrics {
     /// Counts a `POST /messages` refused because the tenant's outbox is at its cap.
     pub fn count_outbox_full(&self) {
         self.outbox_full.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a tenant whose answered `DELETE` was finished after a restart.
+    pub fn count_delete_finished(&self) {
+        self.deletes_finished.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records how long cold-start hydration took.
@@ -160,6 +166,11 @@ impl Metrics {
                 "staylinked_outbox_full_total",
                 "Sends refused because the tenant outbox was at its cap (429 outbox_full).",
                 &self.outbox_full,
+            ),
+            (
+                "staylinked_deletes_finished_total",
+                "Deleted tenants purged after a restart (DELETE answered before the stop).",
+                &self.deletes_finished,
             ),
         ];
         for (name, help, v) in counters {

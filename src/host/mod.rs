@@ -108,12 +108,8 @@ pub enum HostError {
 /// [`HostError::Store`].
 pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, HostError> {
     let clock: Arc<dyn store::StoreClock> = Arc::new(store::SystemClock);
-    let given = config
-        .master_key
-        .as_deref()
-        .map(|k| store::crypt::MasterKey::from_base64(k).map(|m| store::crypt::Keyring::new(&m, &[])))
-        .transpose()
-        .map_err(HostError::Store)?;
+    let given =
+        config.master_key.as_deref().map(|k| keyring(k, config.master_keys_old.as_deref())).transpose()?;
     match (&config.store, given) {
         (StoreConfig::Embedded { path }, Some(ring)) => {
             let s = store::embedded::EmbeddedStore::open(path, Arc::new(ring), clock)
@@ -135,6 +131,44 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, HostError> {
         }
         (cfg, _) => store::open(cfg).await.map_err(HostError::Store),
     }
+}
+
+/// The keyring of a configured master key: seals with `current`, opens with it and every key
+/// of `old` (comma-separated base64, `STAYLINKED_MASTER_KEYS_OLD`).
+///
+/// # Errors
+/// [`HostError::Store`] when a key does not parse.
+pub fn keyring(current: &str, old: Option<&str>) -> Result<store::crypt::Keyring, HostError> {
+    let current = store::crypt::MasterKey::from_base64(current).map_err(HostError::Store)?;
+    let old = match old {
+        Some(list) => store::crypt::parse_key_list(list).map_err(HostError::Store)?,
+        None => Vec::new(),
+    };
+    Ok(store::crypt::Keyring::new(&current, &old))
+}
+
+/// `staylinked rekey`: opens the configured store with the current and old master keys and
+/// re-seals every value under the current key, writing progress to `out`.
+///
+/// # Errors
+/// [`HostError::Store`] when no master key is configured, the store cannot be opened or the
+/// tenants cannot be listed.
+pub async fn rekey(
+    config: &Config,
+    out: &mut dyn std::io::Write,
+) -> Result<store::rekey::RekeySummary, HostError> {
+    let Some(current) = config.master_key.as_deref() else {
+        return Err(HostError::Store(StoreError::Config {
+            detail: format!(
+                "rekey needs {} (the new key) and {} (the keys it replaces)",
+                store::crypt::ENV_MASTER_KEY,
+                store::crypt::ENV_MASTER_KEYS_OLD
+            ),
+        }));
+    };
+    let kid = store::crypt::MasterKey::from_base64(current).map_err(HostError::Store)?.key_id();
+    let store = open_store(config).await?;
+    store::rekey::rekey_all(store.as_ref(), &kid, out).await.map_err(HostError::Store)
 }
 
 /// Runs a host until `shutdown` resolves, then shuts it down as a flush (invariant 5).

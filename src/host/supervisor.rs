@@ -159,7 +159,13 @@ impl Registry {
             presence: presence.presence,
             ..TenantStatus::default()
         };
-        self.ctx.store.write_status(&id, &status).await.map_err(CreateError::Store)?;
+        // Atomic in the store: of two instances creating the same tenant, one wins and the
+        // other answers "exists" (never a second secret).
+        match self.ctx.store.create_tenant(&id, &status).await {
+            Ok(()) => {}
+            Err(StoreError::AlreadyExists { .. }) => return Err(CreateError::Exists),
+            Err(e) => return Err(CreateError::Store(e)),
+        }
         // Check, spawn and insert under one lock: exactly one actor per tenant, even when
         // cold-start hydration finds the status doc we just wrote.
         let mut map = self.tenants.lock().map_err(|_| CreateError::ShuttingDown)?;
@@ -340,6 +346,46 @@ impl Host {
     }
 }
 
+/// Finishes the delete of a tenant whose `DELETE` was answered (durable `deleting` marker)
+/// before the process stopped: takes the lease (waiting out a live holder) and purges the
+/// tenant without connecting to WhatsApp. The tenant is not in the registry meanwhile, so the
+/// API no longer shows it. Retries until done or shutdown.
+async fn finish_delete(ctx: Arc<Ctx>, id: TenantId) {
+    let mut attempt = 0u32;
+    loop {
+        let wait = match super::lease::acquire(&ctx, &id).await {
+            Ok(super::lease::Acquired::Held(guard)) => {
+                match ctx.store.delete_tenant(&id, guard.fence()).await {
+                    Ok(()) => {
+                        guard.stop_renewal();
+                        ctx.metrics.count_delete_finished();
+                        tracing::info!("deleted tenant purged after restart");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "purging a deleted tenant failed; retrying");
+                        let _ = guard.release().await;
+                        None
+                    }
+                }
+            }
+            Ok(super::lease::Acquired::Elsewhere { .. }) => Some(ctx.config.held_retry),
+            Err(e) => {
+                tracing::warn!(error = %e, "lease for a deleted tenant failed; retrying");
+                None
+            }
+        };
+        attempt = attempt.saturating_add(1);
+        let wait = wait.unwrap_or_else(|| {
+            super::policy::backoff(Duration::from_secs(1), attempt, rand::thread_rng().r#gen())
+        });
+        tokio::select! {
+            () = ctx.root.cancelled() => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
 /// Cold start: hydrate everything with bounded concurrency and start each tenant's actor.
 async fn hydrate(registry: Arc<Registry>) {
     let ctx = Arc::clone(&registry.ctx);
@@ -370,6 +416,14 @@ async fn hydrate(registry: Arc<Registry>) {
             return;
         }
         let initial = match result {
+            Ok(snap) if snap.status.as_ref().is_some_and(|s| s.deleting) => {
+                // A DELETE was answered before the last stop: finish it, never reconnect.
+                registry.hydrated.fetch_add(1, Ordering::SeqCst);
+                let c = Arc::clone(&ctx);
+                let span = tracing::info_span!("tenant", tenant_id = %id);
+                ctx.spawn(tracing::Instrument::instrument(finish_delete(c, id), span));
+                continue;
+            }
             Ok(snap) => {
                 registry.hydrated.fetch_add(1, Ordering::SeqCst);
                 Initial::Hydrated(Box::new(snap))

@@ -24,7 +24,7 @@ use super::persist;
 use super::policy::{self, Action, History};
 use super::state::{CommandError, DisconnectView, LinkMethod, TenantCommand, TenantState, TenantView};
 use crate::store::model::{LastDisconnect, PresenceType, StoredEvent, TenantSnapshot, TenantStatus};
-use crate::store::{KeyRef, SecretBytes};
+use crate::store::{ConfigPatch, KeyRef, SecretBytes};
 use crate::types::TenantId;
 use crate::wa::client::{self as wa, DisconnectReason};
 
@@ -600,11 +600,18 @@ impl Actor {
             cmd @ (TenantCommand::Logout { .. } | TenantCommand::Delete { .. }) if !self.failed => {
                 // Log out on the server (so the phone drops the device): connect, and the
                 // connection logs out as soon as it is logged in.
-                self.logout_requested = true;
                 if let TenantCommand::Delete { reply } = cmd {
+                    // Durable before the answer: a crash after it finishes the purge at the
+                    // next start instead of bringing the tenant back.
+                    if let Err(e) = self.mark_deleting().await {
+                        let _ = reply.send(Err(e));
+                        return Wake::Stay;
+                    }
+                    self.logout_requested = true;
                     self.delete_requested = true;
                     let _ = reply.send(Ok(()));
                 } else if let TenantCommand::Logout { reply } = cmd {
+                    self.logout_requested = true;
                     let _ = reply.send(Ok(()));
                 }
                 Wake::Reconnect
@@ -755,8 +762,22 @@ impl Actor {
         self.set_state(state, Some(why.to_owned())).await;
     }
 
-    /// Applies a [`TenantCommand::Configure`]: updates the status doc and the view (the
-    /// outbox and webhook tasks follow the view).
+    /// Marks the tenant as being deleted, durably, before a `DELETE` is answered: a restart
+    /// then purges it (without reconnecting) instead of bringing it back.
+    pub(super) async fn mark_deleting(&mut self) -> Result<(), CommandError> {
+        let patch = ConfigPatch { deleting: Some(true), ..ConfigPatch::default() };
+        self.ctx
+            .store
+            .write_config(&self.id, &patch)
+            .await
+            .map_err(|e| CommandError::Store(e.to_string()))?;
+        self.status.apply(&patch);
+        Ok(())
+    }
+
+    /// Applies a [`TenantCommand::Configure`]: writes only the changed operator-config fields
+    /// (durably, before the answer) and updates the view (the outbox and webhook tasks follow
+    /// the view).
     pub(super) async fn configure(
         &mut self,
         webhook_url: Option<Option<String>>,
@@ -769,27 +790,13 @@ impl Actor {
             let holder = self.view.borrow().lease_holder.clone().unwrap_or_default();
             return Err(CommandError::LeaseHeld { holder });
         }
-        if let Some(u) = webhook_url {
-            self.status.webhook_url = u;
-        }
-        if let Some(s) = webhook_secret {
-            self.status.webhook_secret = Some(s);
-        }
-        if let Some(p) = pacing {
-            self.status.pacing = p.map(Box::new);
-        }
-        if let Some(n) = push_name {
-            self.status.push_name = n;
-        }
-        if let Some(p) = presence {
-            self.status.presence = Some(p);
-        }
-        self.status.updated_at = clock::unix_ms();
+        let patch = ConfigPatch { webhook_url, webhook_secret, pacing, push_name, presence, deleting: None };
         self.ctx
             .store
-            .write_status(&self.id, &self.status)
+            .write_config(&self.id, &patch)
             .await
             .map_err(|e| CommandError::Store(e.to_string()))?;
+        self.status.apply(&patch);
         self.view.send_modify(|v| {
             v.webhook_url.clone_from(&self.status.webhook_url);
             v.webhook_secret.clone_from(&self.status.webhook_secret);

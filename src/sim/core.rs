@@ -44,6 +44,8 @@ pub const NEXT_REF_TTL: Duration = Duration::from_secs(20);
 pub const REF_COUNT: usize = 6;
 /// An unpaired connection is closed this long after its refs were issued.
 pub const PAIRING_WINDOW: Duration = Duration::from_secs(180);
+/// Device number of an account's hosted (Cloud API) device.
+pub const HOSTED_DEVICE: u16 = 99;
 /// Largest accepted client frame.
 const MAX_FRAME: usize = 1 << 20;
 
@@ -236,6 +238,8 @@ pub struct Sim {
     live: HashMap<(String, u16), ConnId>,
     refs: HashMap<String, (ConnId, Instant)>,
     phones: BTreeMap<String, Phone>,
+    /// Accounts' hosted (Cloud API) devices `phone:99@hosted`, full Signal peers like phones.
+    hosted: BTreeMap<String, Phone>,
     groups: BTreeMap<String, Group>,
     queues: HashMap<(String, u16), DeviceQueue>,
     corrupt_next: HashSet<(String, u16)>,
@@ -314,6 +318,7 @@ impl Sim {
             live: HashMap::new(),
             refs: HashMap::new(),
             phones: BTreeMap::new(),
+            hosted: BTreeMap::new(),
             groups: BTreeMap::new(),
             queues: HashMap::new(),
             corrupt_next: HashSet::new(),

@@ -86,6 +86,10 @@ pub struct Stats {
     pub phone_sent: u64,
     /// Messages whose ciphertext the `corrupt_next_message` fault altered.
     pub corrupted: u64,
+    /// Messages decrypted by accounts' hosted (Cloud API) devices.
+    pub hosted_decrypted: u64,
+    /// Group message copies a client addressed to a hosted device (should stay 0).
+    pub hosted_group_copies: u64,
 }
 
 impl Stats {

@@ -105,6 +105,7 @@ fn sample_status() -> TenantStatus {
             gap_min_ms: Some(0),
             ..Default::default()
         })),
+        deleting: false,
     }
 }
 
@@ -140,6 +141,7 @@ fn inbox_ids(items: &[InboxItem]) -> Vec<&str> {
 }
 
 async fn link(f: &Fixture, t: &TenantId, seed: u8) -> FencingToken {
+    f.store.create_tenant(t, &sample_status()).await.unwrap_or_else(|e| panic!("create {t}: {e}"));
     let lease =
         f.store.acquire_lease(t, "holder-a", TTL).await.unwrap_or_else(|e| panic!("acquire {t}: {e}"));
     f.store.commit(t, lease.fence(), &full_batch(seed)).await.unwrap_or_else(|e| panic!("commit {t}: {e}"));
@@ -467,7 +469,7 @@ pub async fn unreachable_is_unavailable(f: Fixture) {
 pub async fn status_events_outbox(f: Fixture) {
     let t = tenant("misc");
     assert_eq!(f.store.read_status(&t).await.unwrap_or_else(|e| panic!("read: {e}")), None);
-    f.store.write_status(&t, &sample_status()).await.unwrap_or_else(|e| panic!("write: {e}"));
+    f.store.create_tenant(&t, &sample_status()).await.unwrap_or_else(|e| panic!("create: {e}"));
     assert_eq!(f.store.read_status(&t).await.ok().flatten(), Some(sample_status()));
     let lease = f.store.acquire_lease(&t, "h", TTL).await.unwrap_or_else(|e| panic!("acquire: {e}"));
     let mut s2 = sample_status();
@@ -667,4 +669,165 @@ pub async fn inbox_atomic_fenced_and_kept_on_logout(f: Fixture) {
         "inbox survived delete"
     );
     assert!(f.store.hydrate(&t).await.is_ok_and(|s| s.inbox.is_empty()), "inbox survived delete (hydrate)");
+}
+
+/// M3: a runtime status write never touches the operator config (webhook url and secret,
+/// pacing), whatever stale copy of it the writer holds; config patches touch only the fields
+/// they name, so two writers patching different fields keep both; a patch of an unknown
+/// tenant is `NotFound` and creates nothing.
+pub async fn status_writes_never_revert_config(f: Fixture) {
+    use super::ConfigPatch;
+    use super::model::PacingOverride;
+    let t = tenant("masked");
+    let created = TenantStatus { webhook_url: Some("https://a.example/1".into()), ..TenantStatus::default() };
+    f.store.create_tenant(&t, &created).await.unwrap_or_else(|e| panic!("create: {e}"));
+    // What a stale actor holds in memory: the config as it was at creation.
+    let stale = f.store.read_status(&t).await.ok().flatten().unwrap_or_default();
+    let secret = SecretBytes::new(b"whsec-rotated".to_vec());
+    let patch = |p: ConfigPatch| {
+        let store = Arc::clone(&f.store);
+        let t = t.clone();
+        async move { store.write_config(&t, &p).await.unwrap_or_else(|e| panic!("config: {e}")) }
+    };
+    patch(ConfigPatch {
+        webhook_url: Some(Some("https://b.example/2".into())),
+        webhook_secret: Some(secret.clone()),
+        ..ConfigPatch::default()
+    })
+    .await;
+    let pacing = PacingOverride { per_minute: Some(5), ..PacingOverride::default() };
+    patch(ConfigPatch { pacing: Some(Some(pacing)), ..ConfigPatch::default() }).await;
+    let runtime = TenantStatus { state: LinkState::Connected, reconnects: 3, ..stale };
+    f.store.write_status(&t, &runtime).await.unwrap_or_else(|e| panic!("status: {e}"));
+    let got = f.store.read_status(&t).await.ok().flatten().unwrap_or_default();
+    assert_eq!(got.webhook_url.as_deref(), Some("https://b.example/2"), "status write reverted the url");
+    assert_eq!(got.webhook_secret, Some(secret.clone()), "status write reverted the rotated secret");
+    assert_eq!(got.pacing.as_deref(), Some(&pacing), "a secret patch and a pacing patch must both stay");
+    assert_eq!((got.state, got.reconnects), (LinkState::Connected, 3), "runtime fields written");
+    // The same through a fenced batch (StatusPut).
+    let lease = f.store.acquire_lease(&t, "h", TTL).await.unwrap_or_else(|e| panic!("acquire: {e}"));
+    let b = DeltaBatch::new().with(Delta::StatusPut(TenantStatus::default()));
+    f.store.commit(&t, lease.fence(), &b).await.unwrap_or_else(|e| panic!("commit: {e}"));
+    let got = f.store.read_status(&t).await.ok().flatten().unwrap_or_default();
+    assert_eq!(got.webhook_secret, Some(secret), "a StatusPut delta reverted the secret");
+    patch(ConfigPatch { webhook_url: Some(None), ..ConfigPatch::default() }).await;
+    let got = f.store.read_status(&t).await.ok().flatten().unwrap_or_default();
+    assert_eq!(got.webhook_url, None, "Some(None) clears");
+    assert_eq!(got.pacing.as_deref(), Some(&pacing), "clearing the url keeps pacing");
+
+    let ghost = tenant("ghost");
+    let r =
+        f.store.write_config(&ghost, &ConfigPatch { deleting: Some(true), ..ConfigPatch::default() }).await;
+    assert!(matches!(r, Err(StoreError::NotFound { .. })), "patch of an unknown tenant: {r:?}");
+    assert!(!f.store.list_tenants().await.unwrap_or_default().contains(&ghost), "a patch created a tenant");
+}
+
+/// L4: tenant creation is atomic: of two concurrent creates exactly one succeeds, the other is
+/// `AlreadyExists`, and the stored secret is the winner's.
+pub async fn create_tenant_is_exclusive(f: Fixture) {
+    let t = tenant("twice");
+    let with = |s: &[u8]| TenantStatus {
+        webhook_secret: Some(SecretBytes::new(s.to_vec())),
+        ..TenantStatus::default()
+    };
+    let (a, b) = (with(b"secret-a"), with(b"secret-b"));
+    let (ra, rb) = futures::join!(f.store.create_tenant(&t, &a), f.store.create_tenant(&t, &b));
+    let winner = match (&ra, &rb) {
+        (Ok(()), Err(StoreError::AlreadyExists { .. })) => &a,
+        (Err(StoreError::AlreadyExists { .. }), Ok(())) => &b,
+        other => panic!("exactly one create must win: {other:?}"),
+    };
+    let got = f.store.read_status(&t).await.ok().flatten().unwrap_or_default();
+    assert_eq!(got.webhook_secret, winner.webhook_secret, "the stored secret is the winner's");
+    let r = f.store.create_tenant(&t, &with(b"secret-c")).await;
+    assert!(matches!(r, Err(StoreError::AlreadyExists { .. })), "a later create: {r:?}");
+    let got = f.store.read_status(&t).await.ok().flatten().unwrap_or_default();
+    assert_eq!(got.webhook_secret, winner.webhook_secret, "a refused create wrote nothing");
+}
+
+/// M4: once deleted, nothing a straggler writes (an event, a config patch) brings a tenant back.
+pub async fn deleted_tenant_is_not_recreated(f: Fixture) {
+    use super::ConfigPatch;
+    let t = tenant("gone");
+    let fence = link(&f, &t, 8).await;
+    f.store.delete_tenant(&t, fence).await.unwrap_or_else(|e| panic!("delete: {e}"));
+    let ev = StoredEvent { at: 1, kind: "disconnected".into(), detail: String::new() };
+    assert!(f.store.append_event(&t, &ev).await.is_err(), "an event for a deleted tenant must fail");
+    let p = ConfigPatch { webhook_url: Some(None), ..ConfigPatch::default() };
+    assert!(matches!(f.store.write_config(&t, &p).await, Err(StoreError::NotFound { .. })));
+    assert!(!f.store.list_tenants().await.unwrap_or_default().contains(&t), "deleted tenant listed again");
+    assert_eq!(f.store.read_status(&t).await.ok().flatten(), None);
+}
+
+/// M7: a holder never takes over a live lease it does not hold: another holder is refused
+/// until the (renewed) lease has expired by the store's clock, and cannot renew, release or
+/// commit under it with the holder's epoch.
+pub async fn live_lease_never_taken_over(f: Fixture) {
+    let t = tenant("live");
+    let a = f.store.acquire_lease(&t, "proc-a-1", TTL).await.unwrap_or_else(|e| panic!("acquire: {e}"));
+    f.clock.advance(TTL - Duration::from_millis(1));
+    assert!(
+        matches!(f.store.acquire_lease(&t, "proc-a-2", TTL).await, Err(StoreError::LeaseHeld { .. })),
+        "a live lease was taken over 1 ms before expiry"
+    );
+    let a = f.store.renew_lease(&t, &a, TTL).await.unwrap_or_else(|e| panic!("renew: {e}"));
+    f.clock.advance(Duration::from_secs(2));
+    assert!(f.store.acquire_lease(&t, "proc-a-2", TTL).await.is_err(), "renewed lease taken over");
+    let forged = super::Lease { holder: "proc-a-2".into(), ..a.clone() };
+    assert!(matches!(f.store.renew_lease(&t, &forged, TTL).await, Err(StoreError::Fenced { .. })));
+    assert!(matches!(f.store.release_lease(&t, &forged).await, Err(StoreError::Fenced { .. })));
+    let b =
+        DeltaBatch::new().with(Delta::KeyPut { key: KeyRef::PreKey(3), value: SecretBytes::new(vec![3]) });
+    f.store.commit(&t, a.fence(), &b).await.unwrap_or_else(|e| panic!("holder's commit: {e}"));
+    f.clock.advance(TTL);
+    let c = f.store.acquire_lease(&t, "proc-a-2", TTL).await.unwrap_or_else(|e| panic!("after expiry: {e}"));
+    assert!(c.epoch > a.epoch);
+}
+
+/// Opens the same stored data with a given keyring (a restart with other master keys).
+pub type Reopen = Box<
+    dyn Fn(Arc<super::crypt::Keyring>) -> futures::future::BoxFuture<'static, Arc<dyn Store>> + Send + Sync,
+>;
+
+/// H3: master-key rotation. Data sealed under K1 opens after a restart with K2 current and K1
+/// old; writes seal under K2 at once (lazy rewrap); `rekey` re-seals everything else under
+/// K2, a rerun finds nothing left to do; then K2 alone opens everything, and K1 alone opens
+/// nothing. Each store is dropped before the next opens (the embedded file is locked).
+pub async fn rekey_rotates_master_key(reopen: Reopen) {
+    use super::crypt::{Keyring, MasterKey};
+    let (k1, k2) = (MasterKey::generate(), MasterKey::generate());
+    let (kid1, kid2) = (k1.key_id(), k2.key_id());
+    let t = tenant("rotated");
+    let s = reopen(Arc::new(Keyring::new(&k1, &[]))).await;
+    s.create_tenant(&t, &sample_status()).await.unwrap_or_else(|e| panic!("create: {e}"));
+    let lease = s.acquire_lease(&t, "holder-a", TTL).await.unwrap_or_else(|e| panic!("acquire: {e}"));
+    s.commit(&t, lease.fence(), &full_batch(9)).await.unwrap_or_else(|e| panic!("commit: {e}"));
+    let before = s.hydrate(&t).await.unwrap_or_else(|e| panic!("hydrate k1: {e}"));
+    drop(s);
+
+    let s = reopen(Arc::new(Keyring::new(&k2, std::slice::from_ref(&k1)))).await;
+    let snap = s.hydrate(&t).await.unwrap_or_else(|e| panic!("K1 values must open after rotation: {e}"));
+    assert_eq!(snap, before, "rotation changed what hydrates");
+    let fresh = SecretBytes::new(vec![0x42; 33]);
+    let b = DeltaBatch::new().with(Delta::KeyPut { key: KeyRef::PreKey(1), value: fresh.clone() });
+    s.commit(&t, lease.fence(), &b).await.unwrap_or_else(|e| panic!("commit k2: {e}"));
+    let r = s.rekey(&t).await.unwrap_or_else(|e| panic!("rekey: {e}"));
+    assert!(r.resealed > 0 && r.skipped == 0, "{r:?}");
+    assert!(r.by_key_id.get(&kid1).is_some_and(|n| *n == r.resealed), "K1 values re-sealed: {r:?}");
+    assert_eq!(r.by_key_id.get(&kid2), Some(&1), "the new write was sealed under K2 at once: {r:?}");
+    let again = s.rekey(&t).await.unwrap_or_else(|e| panic!("rekey rerun: {e}"));
+    assert_eq!((again.resealed, again.skipped), (0, 0), "a rerun has nothing left: {again:?}");
+    assert_eq!(again.by_key_id.keys().collect::<Vec<_>>(), vec![&kid2], "{again:?}");
+    assert_eq!(again.values, r.values);
+    drop(s);
+
+    let s = reopen(Arc::new(Keyring::new(&k2, &[]))).await;
+    let mut want = before.clone();
+    want.keys.insert(KeyRef::PreKey(1), fresh);
+    let got = s.hydrate(&t).await.unwrap_or_else(|e| panic!("K2 alone must open everything: {e}"));
+    assert_eq!(got, want);
+    assert_eq!(s.read_status(&t).await.ok().flatten(), Some(sample_status()));
+    drop(s);
+    let s = reopen(Arc::new(Keyring::new(&k1, &[]))).await;
+    assert!(matches!(s.hydrate(&t).await, Err(StoreError::Corrupt { .. })), "K1 alone must open nothing");
 }

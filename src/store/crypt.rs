@@ -174,12 +174,8 @@ impl Keyring {
     /// `local_key_file` is used, created (mode 0600) if missing.
     pub fn from_env(policy: KeyPolicy, local_key_file: Option<&Path>) -> Result<Self, StoreError> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-        let old: Vec<MasterKey> = match var(ENV_MASTER_KEYS_OLD) {
-            Some(list) => list
-                .split(',')
-                .filter(|s| !s.trim().is_empty())
-                .map(MasterKey::from_base64)
-                .collect::<Result<_, _>>()?,
+        let old = match var(ENV_MASTER_KEYS_OLD) {
+            Some(list) => parse_key_list(&Zeroizing::new(list))?,
             None => Vec::new(),
         };
         if let Some(k) = var(ENV_MASTER_KEY) {
@@ -196,6 +192,31 @@ impl Keyring {
                 ),
             }),
         }
+    }
+
+    /// Whether `sealed` must be re-sealed to be under the current key: an envelope naming
+    /// another key id (or a plaintext envelope once a master key is configured). `false` in
+    /// plaintext mode and for values already under the current key.
+    pub fn is_stale(&self, sealed: &[u8]) -> bool {
+        match self.current_key_id() {
+            None => false,
+            Some(cur) => Self::key_id_of(sealed) != Some(cur),
+        }
+    }
+
+    /// Opens `sealed` (under any key of the ring) and seals it again under the current key:
+    /// `Ok(None)` when it already is. Used by lazy rewrapping and `staylinked rekey`.
+    pub fn reseal(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        sealed: &[u8],
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        if !self.is_stale(sealed) {
+            return Ok(None);
+        }
+        let plain = self.open(tenant, name, sealed).map_err(|e| StoreError::corrupt(tenant, name, e))?;
+        self.seal(tenant, name, &plain).map(Some)
     }
 
     /// Seals `plaintext` for storage key `name` of `tenant`.
@@ -267,6 +288,12 @@ impl Keyring {
         let (&n, rest) = rest.split_first()?;
         std::str::from_utf8(rest.get(..usize::from(n))?).ok()
     }
+}
+
+/// Parses a comma-separated list of base64 master keys (`STAYLINKED_MASTER_KEYS_OLD`); blank
+/// entries are skipped.
+pub fn parse_key_list(list: &str) -> Result<Vec<MasterKey>, StoreError> {
+    list.split(',').filter(|s| !s.trim().is_empty()).map(MasterKey::from_base64).collect()
 }
 
 /// Reads the local key file, or creates it with a fresh key (mode 0600, never overwritten).

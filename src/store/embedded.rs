@@ -17,8 +17,8 @@ use super::crypt::Keyring;
 use super::model::EVENTS_KEPT;
 use super::record::{self, FaultArm, Op, TenantRow};
 use super::{
-    BackendKind, DeltaBatch, InboxItem, KeyRef, Lease, OutboxItem, Store, StoreClock, StoreError,
-    StoredEvent, TenantSnapshot, TenantStatus, TestHooks, lease,
+    BackendKind, ConfigPatch, DeltaBatch, InboxItem, KeyRef, Lease, OutboxItem, RekeyReport, Store,
+    StoreClock, StoreError, StoredEvent, TenantSnapshot, TenantStatus, TestHooks, lease,
 };
 use crate::types::{FencingToken, TenantId};
 
@@ -328,7 +328,9 @@ impl Store for EmbeddedStore {
                         Op::DeleteKey(k) => {
                             keys.remove((t, k.as_str())).map_err(err(OP))?;
                         }
-                        Op::PutStatus(s) => row.status = Some(s),
+                        Op::PutStatus(s) => {
+                            row.status = Some(record::runtime_status(row.status.as_ref(), &s))
+                        }
                         Op::PutOutbox(k, b) => {
                             outbox.insert((t, k.as_str()), b.as_slice()).map_err(err(OP))?;
                         }
@@ -462,9 +464,77 @@ impl Store for EmbeddedStore {
         let (tenant, status) = (tenant.clone(), status.clone());
         self.blocking("write status", move |inner| {
             with_row_lazy(inner, &tenant, "write status", |row, _| {
+                row.status = Some(record::runtime_status(row.status.as_ref(), &status));
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn create_tenant(&self, tenant: &TenantId, status: &TenantStatus) -> Result<(), StoreError> {
+        let (tenant, status) = (tenant.clone(), status.clone());
+        self.blocking("create tenant", move |inner| {
+            // One durable write transaction: check and create land together (redb serialises
+            // write transactions), so two creates cannot both pass the check.
+            with_row(inner, &tenant, "create tenant", |row, _| {
+                if row.status.is_some() {
+                    return Err(StoreError::AlreadyExists { tenant: tenant.clone() });
+                }
                 row.status = Some(status);
                 Ok(())
             })
+        })
+        .await
+    }
+
+    async fn write_config(&self, tenant: &TenantId, patch: &ConfigPatch) -> Result<(), StoreError> {
+        let (tenant, patch) = (tenant.clone(), patch.clone());
+        self.blocking("write config", move |inner| {
+            // Durable (fsync'd) before the API answers: a rotated secret or a DELETE must
+            // survive a crash right after the answer.
+            with_row(inner, &tenant, "write config", |row, _| {
+                let status = row
+                    .status
+                    .as_mut()
+                    .ok_or(StoreError::NotFound { tenant: tenant.clone(), what: "status" })?;
+                status.apply(&patch);
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn rekey(&self, tenant: &TenantId) -> Result<RekeyReport, StoreError> {
+        let tenant = tenant.clone();
+        self.blocking("rekey", move |inner| {
+            const OP: &str = "rekey";
+            let ring = &inner.ring;
+            let mut report = RekeyReport::default();
+            // One durable write transaction per tenant: all of its values or none (a value
+            // that does not open aborts it), and a rerun skips what is already current.
+            let tx = inner.db.begin_write().map_err(err(OP))?;
+            let t = tenant.as_str();
+            {
+                let mut creds = tx.open_table(CREDS).map_err(err(OP))?;
+                let old = creds.get(t).map_err(err(OP))?.map(|v| v.value().to_vec());
+                if let Some(old) = old
+                    && let Some(new) = record::rekey_creds(ring, &tenant, &old, &mut report)?
+                {
+                    creds.insert(t, new.as_slice()).map_err(err(OP))?;
+                }
+            }
+            for (coll, def) in [("keys", KEYS), ("outbox", OUTBOX), ("inbox", INBOX)] {
+                let mut table = tx.open_table(def).map_err(err(OP))?;
+                for (id, v) in scan(&table, &tenant, OP)? {
+                    if let Some(new) =
+                        record::rekey_value(ring, &tenant, &format!("{coll}/{id}"), &v, &mut report)?
+                    {
+                        table.insert((t, id.as_str()), new.as_slice()).map_err(err(OP))?;
+                    }
+                }
+            }
+            tx.commit().map_err(err(OP))?;
+            Ok(report)
         })
         .await
     }
@@ -474,7 +544,11 @@ impl Store for EmbeddedStore {
         let bytes = serde_json::to_vec(event).map_err(|e| StoreError::backend("append event", e))?;
         self.blocking("append event", move |inner| {
             const OP: &str = "append event";
-            with_row_lazy(inner, &tenant, OP, |_, tx| {
+            with_row_lazy(inner, &tenant, OP, |row, tx| {
+                if row.status.is_none() && row.lease.is_none() {
+                    // Never re-create a deleted (or unknown) tenant by an event.
+                    return Err(StoreError::NotFound { tenant: tenant.clone(), what: "status" });
+                }
                 let mut events = tx.open_table(EVENTS).map_err(err(OP))?;
                 let t = tenant.as_str();
                 let mut seqs = Vec::new();

@@ -69,6 +69,13 @@ pub enum StoreError {
         /// What was looked up.
         what: &'static str,
     },
+    /// `create_tenant` found the tenant already stored (another request or instance created
+    /// it first). Nothing was written. Caller: answer "exists".
+    #[error("tenant {tenant} already exists")]
+    AlreadyExists {
+        /// The tenant.
+        tenant: TenantId,
+    },
     /// The batch or value is not acceptable (caller bug: e.g. over a backend size limit).
     #[error("invalid {what}: {detail}")]
     Invalid {

@@ -11,8 +11,8 @@ use super::crypt::Keyring;
 use super::model::EVENTS_KEPT;
 use super::record::{self, FaultArm, Op, TenantRow};
 use super::{
-    BackendKind, DeltaBatch, InboxItem, KeyRef, Lease, OutboxItem, Store, StoreClock, StoreError,
-    StoredEvent, TenantSnapshot, TenantStatus, TestHooks, lease,
+    BackendKind, ConfigPatch, DeltaBatch, InboxItem, KeyRef, Lease, OutboxItem, RekeyReport, Store,
+    StoreClock, StoreError, StoredEvent, TenantSnapshot, TenantStatus, TestHooks, lease,
 };
 use crate::types::{FencingToken, TenantId};
 
@@ -34,7 +34,7 @@ pub struct MemoryStore {
 
 #[derive(Debug)]
 struct Inner {
-    tenants: Mutex<BTreeMap<TenantId, MemTenant>>,
+    tenants: Arc<Mutex<BTreeMap<TenantId, MemTenant>>>,
     ring: Arc<Keyring>,
     clock: Arc<dyn StoreClock>,
     fault: FaultArm,
@@ -46,9 +46,23 @@ impl MemoryStore {
     pub fn new(ring: Arc<Keyring>, clock: Arc<dyn StoreClock>) -> Self {
         Self {
             inner: Arc::new(Inner {
-                tenants: Mutex::new(BTreeMap::new()),
+                tenants: Arc::new(Mutex::new(BTreeMap::new())),
                 ring,
                 clock,
+                fault: FaultArm::default(),
+                down: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// The same stored data seen through another keyring (what a restart with rotated master
+    /// keys sees).
+    pub fn with_ring(&self, ring: Arc<Keyring>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                tenants: Arc::clone(&self.inner.tenants),
+                ring,
+                clock: Arc::clone(&self.inner.clock),
                 fault: FaultArm::default(),
                 down: AtomicBool::new(false),
             }),
@@ -85,7 +99,7 @@ fn apply(t: &mut MemTenant, ops: Vec<Op>, fail_after: Option<usize>) -> Result<(
             Op::DeleteKey(k) => {
                 t.keys.remove(&k);
             }
-            Op::PutStatus(s) => t.row.status = Some(s),
+            Op::PutStatus(s) => t.row.status = Some(record::runtime_status(t.row.status.as_ref(), &s)),
             Op::PutOutbox(k, b) => {
                 t.outbox.insert(k, b);
             }
@@ -210,13 +224,61 @@ impl Store for MemoryStore {
     }
 
     async fn write_status(&self, tenant: &TenantId, status: &TenantStatus) -> Result<(), StoreError> {
-        self.lock("write status")?.entry(tenant.clone()).or_default().row.status = Some(status.clone());
+        let mut map = self.lock("write status")?;
+        let row = &mut map.entry(tenant.clone()).or_default().row;
+        row.status = Some(record::runtime_status(row.status.as_ref(), status));
         Ok(())
+    }
+
+    async fn create_tenant(&self, tenant: &TenantId, status: &TenantStatus) -> Result<(), StoreError> {
+        let mut map = self.lock("create tenant")?;
+        if map.get(tenant).is_some_and(|t| t.row.status.is_some()) {
+            return Err(StoreError::AlreadyExists { tenant: tenant.clone() });
+        }
+        map.entry(tenant.clone()).or_default().row.status = Some(status.clone());
+        Ok(())
+    }
+
+    async fn write_config(&self, tenant: &TenantId, patch: &ConfigPatch) -> Result<(), StoreError> {
+        let mut map = self.lock("write config")?;
+        let status = map
+            .get_mut(tenant)
+            .and_then(|t| t.row.status.as_mut())
+            .ok_or(StoreError::NotFound { tenant: tenant.clone(), what: "status" })?;
+        status.apply(patch);
+        Ok(())
+    }
+
+    async fn rekey(&self, tenant: &TenantId) -> Result<RekeyReport, StoreError> {
+        let ring = &self.inner.ring;
+        let mut report = RekeyReport::default();
+        let mut map = self.lock("rekey")?;
+        let Some(t) = map.get_mut(tenant) else { return Ok(report) };
+        // Staged on a copy: a value that does not open leaves everything as it was.
+        let mut staged = t.clone();
+        if let Some(c) = &staged.creds
+            && let Some(new) = record::rekey_creds(ring, tenant, c, &mut report)?
+        {
+            staged.creds = Some(new);
+        }
+        for (coll, items) in
+            [("keys", &mut staged.keys), ("outbox", &mut staged.outbox), ("inbox", &mut staged.inbox)]
+        {
+            for (id, v) in items.iter_mut() {
+                if let Some(new) = record::rekey_value(ring, tenant, &format!("{coll}/{id}"), v, &mut report)?
+                {
+                    *v = new;
+                }
+            }
+        }
+        *t = staged;
+        Ok(report)
     }
 
     async fn append_event(&self, tenant: &TenantId, event: &StoredEvent) -> Result<(), StoreError> {
         let mut map = self.lock("append event")?;
-        let t = map.entry(tenant.clone()).or_default();
+        // Never re-create a deleted (or unknown) tenant by an event.
+        let t = map.get_mut(tenant).ok_or(StoreError::NotFound { tenant: tenant.clone(), what: "status" })?;
         t.events.push_back(event.clone());
         while t.events.len() > EVENTS_KEPT {
             t.events.pop_front();

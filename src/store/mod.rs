@@ -20,6 +20,7 @@ mod lease;
 pub mod memory;
 pub mod model;
 mod record;
+pub mod rekey;
 pub mod testing;
 
 use std::fmt;
@@ -33,8 +34,8 @@ use futures::stream::BoxStream;
 
 pub use error::StoreError;
 pub use model::{
-    Creds, Delta, DeltaBatch, Hydrated, InboxItem, KeyKind, KeyRef, Lease, OutboxItem, SecretBytes,
-    StoredEvent, TenantSnapshot, TenantStatus,
+    ConfigPatch, Creds, Delta, DeltaBatch, Hydrated, InboxItem, KeyKind, KeyRef, Lease, OutboxItem,
+    RekeyReport, SecretBytes, StoredEvent, TenantSnapshot, TenantStatus,
 };
 
 use crate::types::{FencingToken, TenantId};
@@ -160,8 +161,29 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Reads the status doc (`None` if the tenant has none).
     async fn read_status(&self, tenant: &TenantId) -> Result<Option<TenantStatus>, StoreError>;
 
-    /// Writes the status doc fields (not fenced; the lease is untouched). Creates the doc.
+    /// Writes the runtime fields of the status doc (not fenced; the lease is untouched).
+    /// Creates the doc. The operator-config fields of `status` (webhook url and secret,
+    /// pacing, deleting) are ignored: only [`write_config`](Self::write_config) and
+    /// [`create_tenant`](Self::create_tenant) write them, so a stale in-memory copy can
+    /// never revert them.
     async fn write_status(&self, tenant: &TenantId, status: &TenantStatus) -> Result<(), StoreError>;
+
+    /// Creates the tenant with `status` (runtime and config fields) if nothing is stored for
+    /// it yet, atomically: of two concurrent creates exactly one succeeds, the other gets
+    /// `AlreadyExists` and nothing of it lands. Durable before it returns.
+    async fn create_tenant(&self, tenant: &TenantId, status: &TenantStatus) -> Result<(), StoreError>;
+
+    /// Applies `patch` to the tenant's operator config: only the fields it names, durable
+    /// (fsync'd on the embedded store) before it returns. A tenant with no status doc →
+    /// `NotFound` (a patch never re-creates a deleted tenant).
+    async fn write_config(&self, tenant: &TenantId, patch: &ConfigPatch) -> Result<(), StoreError>;
+
+    /// Re-seals every sealed value of the tenant (creds, keys, outbox, inbox, webhook
+    /// secret) that is not under the keyring's current key. Idempotent and resumable: values
+    /// already under the current key are left alone, each value is replaced atomically and
+    /// only if it did not change meanwhile, so an interrupted run loses nothing and a rerun
+    /// finishes it. A value no key of the ring opens is `Corrupt`.
+    async fn rekey(&self, tenant: &TenantId) -> Result<RekeyReport, StoreError>;
 
     /// Appends a lifecycle event; only the newest [`model::EVENTS_KEPT`] are kept.
     async fn append_event(&self, tenant: &TenantId, event: &StoredEvent) -> Result<(), StoreError>;

@@ -601,6 +601,101 @@ pub struct TenantStatus {
     /// Per-tenant pacing overrides of the outbox (host defaults when absent).
     #[serde(default)]
     pub pacing: Option<Box<PacingOverride>>,
+    /// A `DELETE` was accepted: the tenant is being logged out and purged. Written durably
+    /// before the API answers; a restart finishes the purge (without reconnecting) instead of
+    /// bringing the tenant back.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleting: bool,
+}
+
+impl TenantStatus {
+    /// Applies an operator-config patch to this status (the fields the patch names only).
+    pub fn apply(&mut self, patch: &ConfigPatch) {
+        if let Some(u) = &patch.webhook_url {
+            self.webhook_url.clone_from(u);
+        }
+        if let Some(s) = &patch.webhook_secret {
+            self.webhook_secret = Some(s.clone());
+        }
+        if let Some(p) = &patch.pacing {
+            self.pacing = p.map(Box::new);
+        }
+        if let Some(n) = &patch.push_name {
+            self.push_name.clone_from(n);
+        }
+        if let Some(p) = patch.presence {
+            self.presence = Some(p);
+        }
+        if let Some(d) = patch.deleting {
+            self.deleting = d;
+        }
+    }
+
+    /// Copies the operator-config fields (webhook url and secret, pacing, presence, deleting)
+    /// from `from`,
+    /// keeping this status's runtime fields: what a runtime status write leaves untouched.
+    pub fn keep_config_of(&mut self, from: &Self) {
+        self.webhook_url.clone_from(&from.webhook_url);
+        self.webhook_secret.clone_from(&from.webhook_secret);
+        self.pacing.clone_from(&from.pacing);
+        self.presence = from.presence;
+        self.deleting = from.deleting;
+    }
+}
+
+/// A change of a tenant's operator config (written only by API calls, never by the tenant's
+/// actor): each `Some` field is set, each `None` field is left as stored, so two instances
+/// patching different fields never undo each other.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigPatch {
+    /// New webhook URL (`Some(None)` clears it).
+    pub webhook_url: Option<Option<String>>,
+    /// New webhook signing secret.
+    pub webhook_secret: Option<SecretBytes>,
+    /// New pacing overrides (`Some(None)` clears them).
+    pub pacing: Option<Option<PacingOverride>>,
+    /// New push name (`Some(None)`: back to the one learned at pairing). Also a runtime field
+    /// (learned at pairing), so runtime writes carry it too.
+    pub push_name: Option<Option<String>>,
+    /// New presence announced after login.
+    pub presence: Option<PresenceType>,
+    /// Marks (or unmarks) the tenant as being deleted.
+    pub deleting: Option<bool>,
+}
+
+impl ConfigPatch {
+    /// Whether the patch changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.webhook_url.is_none()
+            && self.webhook_secret.is_none()
+            && self.pacing.is_none()
+            && self.push_name.is_none()
+            && self.presence.is_none()
+            && self.deleting.is_none()
+    }
+}
+
+/// What `Store::rekey` did for one tenant.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RekeyReport {
+    /// Sealed values found (creds, keys, outbox, inbox, webhook secret).
+    pub values: usize,
+    /// Values re-sealed under the current key by this run.
+    pub resealed: usize,
+    /// Stale values left as they were because they changed while being re-sealed (a rerun
+    /// picks them up; a concurrent writer seals with its own current key).
+    pub skipped: usize,
+    /// Values found per key id before this run (`plaintext` for unencrypted envelopes).
+    pub by_key_id: BTreeMap<String, usize>,
+}
+
+impl RekeyReport {
+    /// Counts one value found with envelope `sealed`.
+    pub(crate) fn saw(&mut self, sealed: &[u8]) {
+        self.values += 1;
+        let kid = super::crypt::Keyring::key_id_of(sealed).unwrap_or("plaintext").to_owned();
+        *self.by_key_id.entry(kid).or_default() += 1;
+    }
 }
 
 /// A tenant lease as stored: holder, epoch (= fencing token), expiry.

@@ -8,7 +8,9 @@ use zeroize::Zeroizing;
 
 use super::crypt::Keyring;
 use super::model::{CredsPublic, CredsSecret, b64, escape_component};
-use super::{Creds, InboxItem, KeyRef, Lease, OutboxItem, SecretBytes, StoreError, TenantStatus};
+use super::{
+    Creds, InboxItem, KeyRef, Lease, OutboxItem, RekeyReport, SecretBytes, StoreError, TenantStatus,
+};
 use crate::types::TenantId;
 
 /// Storage name (and AAD) of the creds.
@@ -109,6 +111,49 @@ pub(crate) fn decode_key(
 /// Parses a stored key doc id; an unknown id is corruption of that tenant.
 pub(crate) fn parse_key(tenant: &TenantId, doc_id: &str) -> Result<KeyRef, StoreError> {
     KeyRef::parse_doc_id(doc_id).map_err(|e| StoreError::corrupt(tenant, format!("keys/{doc_id}"), e))
+}
+
+/// The status a runtime write leaves behind: `new`'s runtime fields with the operator
+/// config of `existing` (none if there is no row yet). See `Store::write_status`.
+pub(crate) fn runtime_status(existing: Option<&TenantStatus>, new: &TenantStatus) -> TenantStatus {
+    let mut s = new.clone();
+    s.keep_config_of(existing.unwrap_or(&TenantStatus::default()));
+    s
+}
+
+/// Counts `sealed` in `report` and re-seals it under the current key if it is not (`None`
+/// when it already is). `name` is its storage name (AAD).
+pub(crate) fn rekey_value(
+    ring: &Keyring,
+    tenant: &TenantId,
+    name: &str,
+    sealed: &[u8],
+    report: &mut RekeyReport,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    report.saw(sealed);
+    let out = ring.reseal(tenant, name, sealed)?;
+    if out.is_some() {
+        report.resealed += 1;
+    }
+    Ok(out)
+}
+
+/// [`rekey_value`] for a creds record (its sealed secret inside the JSON record).
+pub(crate) fn rekey_creds(
+    ring: &Keyring,
+    tenant: &TenantId,
+    bytes: &[u8],
+    report: &mut RekeyReport,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    let mut rec: CredsRecord =
+        serde_json::from_slice(bytes).map_err(|e| StoreError::corrupt(tenant, CREDS_NAME, e))?;
+    match rekey_value(ring, tenant, CREDS_NAME, &rec.secret, report)? {
+        None => Ok(None),
+        Some(sealed) => {
+            rec.secret = sealed;
+            serde_json::to_vec(&rec).map(Some).map_err(|e| StoreError::backend("encode creds", e))
+        }
+    }
 }
 
 /// A whole item sealed as one JSON value; its storage name (and AAD) is

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::{
-    BackendKind, DeltaBatch, InboxItem, Lease, OutboxItem, Store, StoreError, StoredEvent, TenantSnapshot,
-    TenantStatus,
+    BackendKind, ConfigPatch, DeltaBatch, InboxItem, Lease, OutboxItem, RekeyReport, Store, StoreError,
+    StoredEvent, TenantSnapshot, TenantStatus,
 };
 use crate::types::{FencingToken, TenantId};
 
@@ -194,6 +194,16 @@ impl Store for RecordingStore {
         self.push(StoreOp::WriteStatus { tenant: tenant.clone(), status: status.clone() });
         self.inner.write_status(tenant, status).await
     }
+    async fn create_tenant(&self, tenant: &TenantId, status: &TenantStatus) -> Result<(), StoreError> {
+        self.push(StoreOp::WriteStatus { tenant: tenant.clone(), status: status.clone() });
+        self.inner.create_tenant(tenant, status).await
+    }
+    async fn write_config(&self, tenant: &TenantId, patch: &ConfigPatch) -> Result<(), StoreError> {
+        self.inner.write_config(tenant, patch).await
+    }
+    async fn rekey(&self, tenant: &TenantId) -> Result<RekeyReport, StoreError> {
+        self.inner.rekey(tenant).await
+    }
     async fn append_event(&self, tenant: &TenantId, event: &StoredEvent) -> Result<(), StoreError> {
         self.push(StoreOp::Event { tenant: tenant.clone(), kind: event.kind.clone() });
         self.inner.append_event(tenant, event).await
@@ -234,12 +244,19 @@ pub struct FaultyStore {
     commits: AtomicU64,
     fail_at: AtomicU64,
     down: AtomicBool,
+    hang_renewals: AtomicBool,
 }
 
 impl FaultyStore {
     /// Passes everything through until told otherwise.
     pub fn new(inner: Arc<dyn Store>) -> Self {
-        Self { inner, commits: AtomicU64::new(0), fail_at: AtomicU64::new(0), down: AtomicBool::new(false) }
+        Self {
+            inner,
+            commits: AtomicU64::new(0),
+            fail_at: AtomicU64::new(0),
+            down: AtomicBool::new(false),
+            hang_renewals: AtomicBool::new(false),
+        }
     }
 
     /// The `n`th commit from now (1 = the next one) fails with `Injected`.
@@ -251,6 +268,11 @@ impl FaultyStore {
     /// While `down`, every operation fails with `Unavailable`.
     pub fn set_unreachable(&self, down: bool) {
         self.down.store(down, Ordering::SeqCst);
+    }
+
+    /// While set, every lease renewal hangs (never answers), like an RPC stuck on the network.
+    pub fn set_renewals_hang(&self, hang: bool) {
+        self.hang_renewals.store(hang, Ordering::SeqCst);
     }
 
     /// Commits attempted since the last [`fail_commit_n`](Self::fail_commit_n).
@@ -309,6 +331,9 @@ impl Store for FaultyStore {
         ttl: Duration,
     ) -> Result<Lease, StoreError> {
         self.gate("renew lease")?;
+        if self.hang_renewals.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
         self.inner.renew_lease(tenant, lease, ttl).await
     }
     async fn release_lease(&self, tenant: &TenantId, lease: &Lease) -> Result<(), StoreError> {
@@ -330,6 +355,18 @@ impl Store for FaultyStore {
     async fn write_status(&self, tenant: &TenantId, status: &TenantStatus) -> Result<(), StoreError> {
         self.gate("write status")?;
         self.inner.write_status(tenant, status).await
+    }
+    async fn create_tenant(&self, tenant: &TenantId, status: &TenantStatus) -> Result<(), StoreError> {
+        self.gate("create tenant")?;
+        self.inner.create_tenant(tenant, status).await
+    }
+    async fn write_config(&self, tenant: &TenantId, patch: &ConfigPatch) -> Result<(), StoreError> {
+        self.gate("write config")?;
+        self.inner.write_config(tenant, patch).await
+    }
+    async fn rekey(&self, tenant: &TenantId) -> Result<RekeyReport, StoreError> {
+        self.gate("rekey")?;
+        self.inner.rekey(tenant).await
     }
     async fn append_event(&self, tenant: &TenantId, event: &StoredEvent) -> Result<(), StoreError> {
         self.gate("append event")?;

@@ -101,6 +101,15 @@ impl Store for Probe {
     async fn write_status(&self, t: &TenantId, s: &TenantStatus) -> Result<(), StoreError> {
         self.inner.write_status(t, s).await
     }
+    async fn create_tenant(&self, t: &TenantId, s: &TenantStatus) -> Result<(), StoreError> {
+        self.inner.create_tenant(t, s).await
+    }
+    async fn write_config(&self, t: &TenantId, p: &staylinked::store::ConfigPatch) -> Result<(), StoreError> {
+        self.inner.write_config(t, p).await
+    }
+    async fn rekey(&self, t: &TenantId) -> Result<staylinked::store::RekeyReport, StoreError> {
+        self.inner.rekey(t).await
+    }
     async fn append_event(&self, t: &TenantId, e: &StoredEvent) -> Result<(), StoreError> {
         self.inner.append_event(t, e).await
     }

@@ -47,6 +47,10 @@ pub(crate) fn spawn_with(
         .env("STAYLINKED_WA_URL", sim.ws_url())
         .env("STAYLINKED_WA_ROOT_KEY", root)
         .env("STAYLINKED_HOLDER_ID", "proc-test")
+        // Each process gets its own holder (`proc-test-<nonce>`): after a SIGKILL the next
+        // one waits for the lease to expire, so keep the TTL short.
+        .env("STAYLINKED_LEASE_TTL", "3s")
+        .env("STAYLINKED_HELD_RETRY", "500ms")
         .env("STAYLINKED_SHUTDOWN_DEADLINE", "8")
         .env("RUST_LOG", "warn")
         .envs(extra.iter().copied())

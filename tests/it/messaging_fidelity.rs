@@ -30,7 +30,8 @@ async fn phone_inbox_ids(sim: &staylinked::sim::Server, phone: &str) -> Vec<(Str
 /// Issue 13 item 3: the tenant sends a text to a phone, the gateway process is SIGKILLed and
 /// restarted from its store, then the phone sends a retry receipt for that message (as a phone
 /// coming online hours later does): the restarted gateway resends it with the same id,
-/// re-encrypted for the phone, and the phone decrypts it.
+/// re-encrypted for the phone, and the phone decrypts it; a second retry with the phone's keys
+/// is answered too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_receipt_after_sigkill_restart_is_answered() {
     const TENANT: &str = "retry0";
@@ -85,8 +86,16 @@ async fn retry_receipt_after_sigkill_restart_is_answered() {
     })
     .await;
     assert_eq!(got.1, "before the crash");
+    // A second retry of the same message carries the phone's keys: the sender builds a fresh
+    // session from them and resends once more.
+    let (p, i) = (peer.clone(), id.clone());
+    sim.with_sim(move |s, now| s.phone_request_retry(now, &p, &i)).await.unwrap().unwrap();
+    poll("the second resend at the phone", || async {
+        phone_inbox_ids(&sim, &peer).await.into_iter().find(|(i, _)| *i == id)
+    })
+    .await;
     let s = stats(&sim).await;
-    assert_eq!((s.phone_decrypt_failures, s.retry_receipts), (0, 1), "{s:?}");
+    assert_eq!((s.phone_decrypt_failures, s.retry_receipts), (0, 2), "{s:?}");
     drop(child);
 }
 

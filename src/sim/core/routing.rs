@@ -138,6 +138,12 @@ impl Sim {
         self.stats.messages_routed += 1;
         tracing::debug!(msg_id = %relay.id, targets = relay.targets.len(), "sim routing message");
         let t = self.unix(now);
+        if relay.to.is_group() {
+            // Group copies addressed to hosted (Cloud API) devices: clients must not send them.
+            let hosted =
+                relay.targets.iter().filter(|(j, _)| matches!(j.server, Server::Hosted | Server::HostedLid));
+            self.stats.hosted_group_copies += hosted.count() as u64;
+        }
         let targets: Vec<Jid> = if relay.to.is_group() {
             match &relay.participant {
                 Some(p) => vec![p.clone()],
@@ -151,7 +157,16 @@ impl Sim {
         };
         let mut seen = BTreeSet::new();
         for d in targets {
-            if d == *sender || !seen.insert(d.clone()) || d.server != Server::User {
+            if d == *sender || !seen.insert(d.clone()) {
+                continue;
+            }
+            if d.server == Server::Hosted && d.device == super::HOSTED_DEVICE {
+                if let Some(node) = delivery_for(relay, sender, &d, t, false) {
+                    self.deliver_to_hosted(&d.user, &node);
+                }
+                continue;
+            }
+            if d.server != Server::User {
                 continue;
             }
             let Some(mut node) = delivery_for(relay, sender, &d, t, false) else { continue };
@@ -236,6 +251,17 @@ impl Sim {
         }
         if schedule {
             self.later(conn, now + OFFLINE_END_DELAY, Delayed::OfflineEnd);
+        }
+    }
+
+    /// An account's hosted (Cloud API) device gets its copy: decrypt and record (its inbox).
+    fn deliver_to_hosted(&mut self, user: &str, node: &Node) {
+        let Ok(msg) = parse_message(node) else { return };
+        let Some(peer) = self.hosted.get_mut(user) else { return };
+        match peer.receive(&msg, &mut self.rng) {
+            Received::New => self.stats.hosted_decrypted += 1,
+            Received::Duplicate => {}
+            Received::Failed => self.stats.phone_decrypt_failures += 1,
         }
     }
 

@@ -39,6 +39,10 @@ impl Sim {
     /// A bundle for `device`, consuming one of its one-time prekeys. `None` for an unknown
     /// device or a companion that never gave a signed prekey.
     pub(super) fn take_bundle(&mut self, device: &Jid) -> Option<PreKeyBundle> {
+        if device.server == Server::Hosted && device.device == super::HOSTED_DEVICE {
+            let Self { hosted, rng, .. } = self;
+            return hosted.get_mut(&device.user).map(|p| p.take_bundle(rng));
+        }
         if device.server != Server::User {
             return None;
         }
@@ -95,7 +99,11 @@ impl Sim {
         let answer: Vec<UserDevices> = users
             .into_iter()
             .map(|u| {
-                let devices = if u.server == Server::User { self.user_devices(&u.user) } else { Vec::new() };
+                let mut devices =
+                    if u.server == Server::User { self.user_devices(&u.user) } else { Vec::new() };
+                if u.server == Server::User && self.hosted.contains_key(&u.user) {
+                    devices.push(Jid::new(u.user.as_str(), Server::Hosted).with_device(super::HOSTED_DEVICE));
+                }
                 UserDevices { user: u, devices }
             })
             .collect();
@@ -335,8 +343,9 @@ impl Sim {
 
     /// `POST /admin/phones/{phone}/retry`: the phone asks the sender of message `id` (which it
     /// received) for a resend with a retry receipt (`<retry count id t v>` + `<registration>`,
-    /// as the reference clients send a first retry), and forgets it so the resend is decrypted
-    /// and lands in its inbox again. Returns the device the receipt went to.
+    /// plus `<keys>` from the second retry of the same message on, as the references send
+    /// them), and forgets it so the resend is decrypted and lands in its inbox again. Returns
+    /// the device the receipt went to.
     ///
     /// # Errors
     /// [`AdminError::UnknownPhone`]; [`AdminError::BadRequest`] when the phone has no such
@@ -348,6 +357,18 @@ impl Sim {
             .ok_or_else(|| AdminError::BadRequest(format!("the phone received no message {id:?}")))?;
         let count = p.next_retry(&entry.from, id);
         let registration_id = p.registration_id();
+        // From the second retry on, the references attach the receiver's keys (a one-time
+        // prekey, the signed prekey, the identity) so the sender builds a fresh session.
+        let keys = (count >= 2).then(|| p.take_bundle(&mut self.rng)).and_then(|b| {
+            Some(crate::wa::message::RetryKeys {
+                identity: b.identity_key,
+                pre_key: b.pre_key?,
+                signed_pre_key_id: b.signed_pre_key_id,
+                signed_pre_key: b.signed_pre_key,
+                signed_pre_key_signature: b.signed_pre_key_signature,
+                device_identity: Vec::new(),
+            })
+        });
         let group = entry.chat.is_group().then(|| entry.chat.clone());
         let receipt = super::routing::OutReceipt {
             id: id.to_owned(),
@@ -362,7 +383,10 @@ impl Sim {
                     .attr("t", entry.t.to_string())
                     .attr("v", "1"),
                 Node::new("registration").bytes(registration_id.to_be_bytes().to_vec()),
-            ],
+            ]
+            .into_iter()
+            .chain(keys.as_ref().map(crate::wa::message::retry_keys_node))
+            .collect(),
         };
         self.forward_receipt(now, &Jid::new(phone, Server::User), &receipt);
         Ok(entry.from)

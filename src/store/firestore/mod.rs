@@ -329,9 +329,72 @@ impl FirestoreStore {
         }
     }
 
+    /// A runtime status write: only [`codec::RUNTIME_FIELDS`] (never the operator config).
     fn status_write(&self, t: &TenantId, status: &TenantStatus) -> Result<Write, StoreError> {
-        let mask = codec::STATUS_FIELDS.iter().map(|s| (*s).to_owned()).collect();
-        Ok(Self::update(self.tenant_path(t), codec::status_fields(status)?, Some(mask)))
+        let mask = codec::RUNTIME_FIELDS.iter().map(|s| (*s).to_owned()).collect();
+        let fields = codec::status_fields(&self.inner.ring, t, status, &codec::RUNTIME_FIELDS)?;
+        Ok(Self::update(self.tenant_path(t), fields, Some(mask)))
+    }
+
+    /// Commits `writes` outside a transaction; `Ok(false)` when a precondition did not hold
+    /// (the document changed, exists or is missing) and nothing landed.
+    async fn commit_cas(&self, op: &'static str, writes: Vec<Write>) -> Result<bool, StoreError> {
+        let req = CommitRequest {
+            database: self.inner.database.clone(),
+            writes,
+            transaction: Vec::new(),
+            request_options: None,
+        };
+        match tokio::time::timeout(self.inner.timeout, self.client().commit(req)).await {
+            Err(_) => Err(StoreError::unavailable(op, "deadline exceeded")),
+            Ok(Err(s))
+                if matches!(s.code(), Code::FailedPrecondition | Code::AlreadyExists | Code::NotFound) =>
+            {
+                Ok(false)
+            }
+            Ok(Err(s)) => Err(map_status(op, &s)),
+            Ok(Ok(_)) => Ok(true),
+        }
+    }
+
+    /// `writes`' first write gets `precondition`.
+    fn with_precondition(mut w: Write, condition: precondition::ConditionType) -> Write {
+        w.current_document = Some(Precondition { condition_type: Some(condition) });
+        w
+    }
+
+    /// Re-seals one document's sealed field `field` (storage name `name`) under the current
+    /// key if it is stale, only if the document did not change since it was read.
+    async fn rekey_doc(
+        &self,
+        t: &TenantId,
+        doc: &Document,
+        field: &str,
+        name: &str,
+        report: &mut super::RekeyReport,
+    ) -> Result<(), StoreError> {
+        let Some(sealed) = codec::sealed_field(doc, field) else {
+            return Err(StoreError::corrupt(t, name, format!("{field} field missing or not bytes")));
+        };
+        report.saw(sealed);
+        let Some(new) = self.inner.ring.reseal(t, name, sealed)? else { return Ok(()) };
+        let mut fields = HashMap::from([(field.to_owned(), codec::bytes(new.clone()))]);
+        let mut mask = vec![field.to_owned()];
+        if let Some(kid) = Keyring::key_id_of(&new) {
+            fields.insert(codec::KID_FIELD.to_owned(), codec::string(kid));
+            mask.push(codec::KID_FIELD.to_owned());
+        }
+        let w = Self::update(doc.name.clone(), fields, Some(mask));
+        let w = match &doc.update_time {
+            Some(ts) => Self::with_precondition(w, precondition::ConditionType::UpdateTime(*ts)),
+            None => Self::with_precondition(w, precondition::ConditionType::Exists(true)),
+        };
+        if self.commit_cas("rekey", vec![w]).await? {
+            report.resealed += 1;
+        } else {
+            report.skipped += 1;
+        }
+        Ok(())
     }
 
     fn lease_write(&self, t: &TenantId, l: &Lease) -> Write {
@@ -346,7 +409,7 @@ impl FirestoreStore {
         tx: &[u8],
     ) -> Result<Option<Lease>, StoreError> {
         match self.get(op, self.tenant_path(t), Some(tx)).await? {
-            Some(doc) => Ok(codec::decode_status_doc(t, &doc)?.1),
+            Some(doc) => codec::decode_lease(t, &doc),
             None => Ok(None),
         }
     }
@@ -454,7 +517,7 @@ impl FirestoreStore {
         let hydrate::TenantDocs { status, creds, keys, outbox, inbox } = docs;
         let mut snap = TenantSnapshot::default();
         if let Some(doc) = status {
-            (snap.status, snap.lease) = codec::decode_status_doc(t, &doc)?;
+            (snap.status, snap.lease) = codec::decode_status_doc(ring, t, &doc)?;
         }
         if let Some(doc) = creds {
             let (public, sealed) = codec::decode_creds_doc(t, &doc)?;
@@ -650,7 +713,7 @@ impl Store for FirestoreStore {
 
     async fn read_status(&self, tenant: &TenantId) -> Result<Option<TenantStatus>, StoreError> {
         match self.get("read status", self.tenant_path(tenant), None).await? {
-            Some(doc) => Ok(codec::decode_status_doc(tenant, &doc)?.0),
+            Some(doc) => Ok(codec::decode_status_doc(&self.inner.ring, tenant, &doc)?.0),
             None => Ok(None),
         }
     }
@@ -658,6 +721,135 @@ impl Store for FirestoreStore {
     async fn write_status(&self, tenant: &TenantId, status: &TenantStatus) -> Result<(), StoreError> {
         let w = self.status_write(tenant, status)?;
         self.commit_writes("write status", vec![w], Vec::new()).await
+    }
+
+    async fn create_tenant(&self, tenant: &TenantId, status: &TenantStatus) -> Result<(), StoreError> {
+        const OP: &str = "create tenant";
+        let all: Vec<&str> =
+            codec::RUNTIME_FIELDS.iter().chain(codec::CONFIG_FIELDS.iter()).copied().collect();
+        let fields = codec::status_fields(&self.inner.ring, tenant, status, &all)?;
+        let mask: Vec<String> = all.iter().map(|f| (*f).to_owned()).collect();
+        for _ in 0..TXN_ATTEMPTS {
+            // Compare-and-set on the tenant doc: created only if missing, or (a doc holding only
+            // a lease) only if unchanged since read. Two concurrent creates: one lands.
+            let doc = self.get(OP, self.tenant_path(tenant), None).await?;
+            let cond = match &doc {
+                Some(d) if d.fields.contains_key("state") => {
+                    return Err(StoreError::AlreadyExists { tenant: tenant.clone() });
+                }
+                Some(d) => match d.update_time {
+                    Some(ts) => precondition::ConditionType::UpdateTime(ts),
+                    None => precondition::ConditionType::Exists(true),
+                },
+                None => precondition::ConditionType::Exists(false),
+            };
+            let w = Self::update(self.tenant_path(tenant), fields.clone(), Some(mask.clone()));
+            if self.commit_cas(OP, vec![Self::with_precondition(w, cond)]).await? {
+                return Ok(());
+            }
+        }
+        Err(StoreError::Contention { op: OP, detail: "tenant doc kept changing".into() })
+    }
+
+    async fn write_config(&self, tenant: &TenantId, patch: &super::ConfigPatch) -> Result<(), StoreError> {
+        const OP: &str = "write config";
+        let mut status = TenantStatus::default();
+        status.apply(patch);
+        let mut mask: Vec<&str> = Vec::new();
+        if patch.webhook_url.is_some() {
+            mask.push("webhook_url");
+        }
+        if patch.webhook_secret.is_some() {
+            mask.push(codec::WEBHOOK_SECRET_FIELD);
+        }
+        if patch.pacing.is_some() {
+            mask.push("pacing");
+        }
+        if patch.push_name.is_some() {
+            mask.push("push_name");
+        }
+        if patch.presence.is_some() {
+            mask.push("presence");
+        }
+        if patch.deleting.is_some() {
+            mask.push("deleting");
+        }
+        if mask.is_empty() {
+            return Ok(());
+        }
+        // Only the named fields: a concurrent patch of other fields (another instance) is kept.
+        let fields = codec::status_fields(&self.inner.ring, tenant, &status, &mask)?;
+        let w = Self::update(
+            self.tenant_path(tenant),
+            fields,
+            Some(mask.iter().map(|m| (*m).to_owned()).collect()),
+        );
+        let w = Self::with_precondition(w, precondition::ConditionType::Exists(true));
+        if self.commit_cas(OP, vec![w]).await? {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound { tenant: tenant.clone(), what: "status" })
+        }
+    }
+
+    async fn rekey(&self, tenant: &TenantId) -> Result<super::RekeyReport, StoreError> {
+        const OP: &str = "rekey";
+        let mut report = super::RekeyReport::default();
+        // Each stale value is re-sealed with a compare-and-set on its document's update time:
+        // a value written meanwhile (by a tenant actor, sealed with its own current key) is
+        // left alone and counted as skipped; a rerun picks up whatever is still stale.
+        if let Some(doc) = self.get(OP, self.tenant_path(tenant), None).await? {
+            match codec::raw_webhook_secret(&doc) {
+                Some(Ok(_)) => {
+                    self.rekey_doc(
+                        tenant,
+                        &doc,
+                        codec::WEBHOOK_SECRET_FIELD,
+                        codec::WEBHOOK_SECRET_NAME,
+                        &mut report,
+                    )
+                    .await?;
+                }
+                Some(Err(())) => {
+                    // Legacy base64 text: seal it (the migration of older data).
+                    report.values += 1;
+                    *report.by_key_id.entry("plaintext".to_owned()).or_default() += 1;
+                    let (status, _) = codec::decode_status_doc(&self.inner.ring, tenant, &doc)?;
+                    let secret = status.and_then(|s| s.webhook_secret);
+                    let patch = super::ConfigPatch { webhook_secret: secret, ..Default::default() };
+                    let mut st = TenantStatus::default();
+                    st.apply(&patch);
+                    let fields =
+                        codec::status_fields(&self.inner.ring, tenant, &st, &[codec::WEBHOOK_SECRET_FIELD])?;
+                    let w = Self::update(
+                        doc.name.clone(),
+                        fields,
+                        Some(vec![codec::WEBHOOK_SECRET_FIELD.to_owned()]),
+                    );
+                    let cond = match doc.update_time {
+                        Some(ts) => precondition::ConditionType::UpdateTime(ts),
+                        None => precondition::ConditionType::Exists(true),
+                    };
+                    if self.commit_cas(OP, vec![Self::with_precondition(w, cond)]).await? {
+                        report.resealed += 1;
+                    } else {
+                        report.skipped += 1;
+                    }
+                }
+                None => {}
+            }
+        }
+        let parent = self.tenant_path(tenant);
+        for doc in self.list(OP, parent.clone(), "creds", None, false, None).await? {
+            self.rekey_doc(tenant, &doc, codec::SECRET_FIELD, record::CREDS_NAME, &mut report).await?;
+        }
+        for coll in ["keys", "outbox", "inbox"] {
+            for doc in self.list(OP, parent.clone(), coll, None, false, None).await? {
+                let name = format!("{coll}/{}", codec::doc_id(&doc.name));
+                self.rekey_doc(tenant, &doc, codec::VALUE_FIELD, &name, &mut report).await?;
+            }
+        }
+        Ok(report)
     }
 
     async fn append_event(&self, tenant: &TenantId, event: &StoredEvent) -> Result<(), StoreError> {
@@ -669,9 +861,17 @@ impl Store for FirestoreStore {
         let existing = self.list(OP, self.tenant_path(tenant), "events", None, true, None).await?;
         let excess = (existing.len() + 1).saturating_sub(EVENTS_KEPT);
         writes.extend(existing.iter().take(excess).map(|d| Self::delete(d.name.clone())));
-        // Make sure the tenant doc exists so the tenant is listed (no fields touched).
-        writes.push(Self::update(self.tenant_path(tenant), HashMap::new(), Some(Vec::new())));
-        self.commit_writes(OP, writes, Vec::new()).await
+        // The tenant doc must exist (no fields touched): an event never re-creates a deleted
+        // tenant.
+        writes.push(Self::with_precondition(
+            Self::update(self.tenant_path(tenant), HashMap::new(), Some(Vec::new())),
+            precondition::ConditionType::Exists(true),
+        ));
+        if self.commit_cas(OP, writes).await? {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound { tenant: tenant.clone(), what: "status" })
+        }
     }
 
     async fn list_events(&self, tenant: &TenantId) -> Result<Vec<StoredEvent>, StoreError> {

@@ -44,7 +44,7 @@ pub use phash::participant_hash;
 pub use prekeys::{parse_prekey_fetch, parse_prekey_result, prekey_fetch, prekey_result};
 pub use receipt::{
     InboundReceipt, ReceiptType, RetryKeys, RetryRequest, delivery_receipt, parse_receipt, read_receipt,
-    retry_receipt,
+    retry_keys_node, retry_receipt,
 };
 pub use relay::{RelayMessage, delivery_for, parse_relay};
 pub use usync::{UserDevices, device_query, device_result, parse_device_query, parse_device_result};

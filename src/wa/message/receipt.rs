@@ -177,7 +177,16 @@ pub fn retry_receipt(
         Node::new("registration").bytes(registration_id.to_be_bytes()),
     ];
     if let Some(k) = keys {
-        kids.push(Node::new("keys").children([
+        kids.push(retry_keys_node(k));
+    }
+    r.children(kids)
+}
+
+/// The `<keys>` child of a retry receipt (count ≥ 2): what the sender builds a fresh session
+/// from.
+pub fn retry_keys_node(k: &RetryKeys) -> Node {
+    {
+        Node::new("keys").children([
             Node::new("type").bytes([KEY_TYPE_DJB]),
             Node::new("identity").bytes(k.identity.raw().to_vec()),
             Node::new("key").children([
@@ -190,9 +199,8 @@ pub fn retry_receipt(
                 Node::new("signature").bytes(k.signed_pre_key_signature.to_vec()),
             ]),
             Node::new("device-identity").bytes(k.device_identity.clone()),
-        ]));
+        ])
     }
-    r.children(kids)
 }
 
 /// The `<retry>` part of an inbound retry receipt.

@@ -18,7 +18,7 @@ use crate::wa::jid::Jid;
 use crate::wa::message::{
     DecodedMessage, EncType, InboundMessage, MessageContent, UserDevices, decode_plaintext, delivery_for,
     device_result, dm_stanza, encode_plaintext, offline_end, offline_preview, parse_device_query,
-    parse_message, parse_prekey_fetch, parse_relay, prekey_result, text_message,
+    parse_message, parse_prekey_fetch, parse_relay, peer_stanza, prekey_result, text_message,
 };
 use crate::wa::noise::testing::transport_pair;
 use crate::wa::noise::{Transport, TrustAnchor};
@@ -429,6 +429,33 @@ impl Net {
         self.drive();
     }
 
+    /// The server hands `node` to client `i` (a stanza built by the test).
+    pub(super) fn push(&mut self, i: usize, node: Node) {
+        self.queue.push_back((Dest::Client(i), node));
+        self.drive();
+    }
+
+    /// The phone of `user` sends `message` to client `i` alone as a peer message (it holds a
+    /// session with it from an earlier pkmsg).
+    pub(super) fn phone_peer_send(
+        &mut self,
+        user: &str,
+        i: usize,
+        id: &str,
+        message: &crate::wa::proto::Message,
+    ) {
+        let dev = self.devs[i].jid.clone();
+        let phone = self.phones.get_mut(user).unwrap();
+        let addr = send::address_of(&dev);
+        let body = encode_plaintext(message, &mut phone.rng);
+        let e = signal::encrypt(&addr, &phone.sessions[&addr], &body).unwrap();
+        phone.sessions.insert(addr, e.record);
+        let stanza = peer_stanza(id, &phone.jid, e.kind.into(), &e.ciphertext, "high_force", None);
+        let sender = phone.jid.clone();
+        let node = delivery_for(&parse_relay(&stanza).unwrap(), &sender, &dev, UNIX0, false).unwrap();
+        self.push(i, node);
+    }
+
     fn take_bundle(&mut self, device: &Jid) -> PreKeyBundle {
         let r = self.registry.get_mut(device).unwrap_or_else(|| panic!("no bundle for {device}"));
         PreKeyBundle {
@@ -506,6 +533,9 @@ impl Net {
                     .filter(|d| d != sender)
                     .collect(),
             }
+        } else if relay.category.as_deref() == Some("peer") {
+            // A peer message goes to the sender's own phone only.
+            vec![relay.to.to_non_ad().with_device(0)]
         } else if relay.no_fanout {
             vec![relay.to.clone()]
         } else {

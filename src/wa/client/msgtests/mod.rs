@@ -359,6 +359,94 @@ fn retry_counter_survives_new_connections() {
     assert_eq!(counts, ["1", "2", "3", "4", "5"], "one count per connection, then the final answer");
 }
 
+/// Issue 13 item 4: an `<unavailable type="view_once">` message is acked, then our phone is
+/// asked for it with a peer `PLACEHOLDER_MESSAGE_RESEND` request; the phone's answer becomes a
+/// received message (persisted, then the event) with the stanza's sender and chat, exactly
+/// once even when the answer comes twice.
+#[test]
+fn unavailable_message_is_requested_from_the_phone_once() {
+    use crate::wa::proto;
+    let mut net = Net::new();
+    let a1 = net.companion(A, 1);
+    net.account(B);
+    let from = format!("{B}@s.whatsapp.net");
+    let unavailable = Node::new("message")
+        .attr("from", from.as_str())
+        .attr("id", "V1")
+        .attr("t", "1800000000")
+        .attr("type", "text")
+        .attr("notify", "Bea")
+        .children([Node::new("unavailable").attr("type", "view_once")]);
+    net.push(a1, unavailable.clone());
+    let sent: Vec<Node> = net.devs[a1]
+        .log
+        .iter()
+        .filter_map(|l| if let Log::Send(n) = l { Some(n.clone()) } else { None })
+        .filter(|n| n.tag == "ack" || n.tag == "message")
+        .collect();
+    assert_eq!((sent[0].tag.as_str(), sent[0].attr_str("id")), ("ack", Some("V1")), "acked first");
+    let request = &sent[1];
+    assert_eq!(
+        (request.attr_str("category"), request.attr_str("push_priority"), request.attr_jid("to")),
+        (Some("peer"), Some("high_force"), Some(j(&format!("{A}@s.whatsapp.net"))))
+    );
+    // The same stanza again (redelivered): no second request.
+    net.push(a1, unavailable);
+    assert_eq!(net.devs[a1].sent("message").len(), 1, "one request per message");
+
+    let info = proto::WebMessageInfo {
+        key: Some(proto::MessageKey {
+            remote_jid: Some(from.clone()),
+            from_me: Some(false),
+            id: Some("V1".into()),
+            participant: None,
+        }),
+        message: Some(crate::wa::message::text_message("look once")),
+        message_timestamp: Some(1_800_000_000),
+        ..Default::default()
+    };
+    let answer = proto::Message {
+        protocol_message: Some(Box::new(proto::message::ProtocolMessage {
+            r#type: Some(proto::message::protocol_message::Type::PeerDataOperationRequestResponseMessage as i32),
+            peer_data_operation_request_response_message: Some(proto::PeerDataOperationRequestResponseMessage {
+                peer_data_operation_request_type: Some(proto::PeerDataOperationRequestType::PlaceholderMessageResend as i32),
+                stanza_id: request.attr_str("id").map(str::to_owned),
+                peer_data_operation_result: vec![
+                    proto::peer_data_operation_request_response_message::PeerDataOperationResult {
+                        placeholder_message_resend_response: Some(
+                            proto::peer_data_operation_request_response_message::peer_data_operation_result::PlaceholderMessageResendResponse {
+                                web_message_info_bytes: Some(prost::Message::encode_to_vec(&info)),
+                            },
+                        ),
+                    },
+                ],
+            }),
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    net.phone_peer_send(A, a1, "P1", &answer);
+    net.phone_peer_send(A, a1, "P2", &answer);
+    let got: Vec<ReceivedMessage> = net.devs[a1]
+        .events()
+        .into_iter()
+        .filter_map(|e| if let Event::Message(m) = e { Some(*m) } else { None })
+        .collect();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(
+        (got[0].id.as_str(), got[0].chat.as_str(), got[0].sender.as_str(), got[0].text.as_deref()),
+        ("V1", from.as_str(), from.as_str(), Some("look once"))
+    );
+    assert_eq!(got[0].push_name.as_deref(), Some("Bea"));
+    // Persisted before it was visible; both answers were receipted.
+    let log = &net.devs[a1].log;
+    let k = log.iter().position(|l| matches!(l, Log::Event(Event::Message(_)))).unwrap();
+    assert!(matches!(&log[k - 1], Log::Persist(Delta::Received { message, .. }) if message.id == "V1"));
+    let peer_receipts =
+        net.devs[a1].sent("receipt").iter().filter(|r| r.attr_str("type") == Some("peer_msg")).count();
+    assert_eq!(peer_receipts, 2);
+}
+
 /// A group message whose skmsg is corrupted for one member is recovered by a retry resend
 /// (fresh skmsg + SKDM to that device only, same id).
 #[test]
