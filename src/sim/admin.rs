@@ -28,6 +28,7 @@ pub(crate) fn router() -> Router<SimHandle> {
         .route("/phones/{phone}/send", post(phone_send))
         .route("/phones/{phone}/inbox", get(phone_inbox))
         .route("/phones/{phone}/sent", get(phone_sent))
+        .route("/phones/{phone}/call", post(phone_call))
         .route("/phones/{phone}/hosted", get(hosted))
         .route("/phones/{phone}/retry", post(phone_retry))
         .route("/groups", post(create_group))
@@ -226,6 +227,24 @@ async fn phone_send(
         .await
         .map_err(|_| stopped())??;
     Ok(Json(json!({"id": id})))
+}
+
+#[derive(Deserialize)]
+struct Call {
+    to: String,
+}
+
+/// `POST /admin/phones/{phone}/call {"to"}`: rings every companion of `to` (offer, then
+/// terminate); answers `{"call_id","devices"}`.
+async fn phone_call(
+    State(h): State<SimHandle>,
+    Path(phone): Path<String>,
+    body: Result<Json<Call>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Json(b) = body.map_err(|e| bad_body(&e))?;
+    let (call_id, devices) =
+        h.call(move |sim, now| sim.phone_call(now, &phone, &b.to)).await.map_err(|_| stopped())??;
+    Ok(Json(json!({"call_id": call_id, "devices": devices})))
 }
 
 #[derive(Deserialize)]

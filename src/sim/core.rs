@@ -149,6 +149,8 @@ enum Delayed {
     OfflineBatch,
     /// Send `<ib><offline count>` if the batch is still draining.
     OfflineEnd,
+    /// The device must have answered queued item `seq` by now.
+    AckDeadline(u64),
 }
 
 /// Where a logged-in connection is in the offline-queue handshake (transcript quirk 4).
@@ -243,6 +245,10 @@ pub struct Sim {
     groups: BTreeMap<String, Group>,
     queues: HashMap<(String, u16), DeviceQueue>,
     corrupt_next: HashSet<(String, u16)>,
+    /// Devices whose next message is spoilt for good (every resend of it too).
+    undecryptable_next: HashSet<(String, u16)>,
+    /// `(phone, device, message id)` whose every copy to that device is spoilt.
+    undecryptable: HashSet<(String, u16, String)>,
     stats: Stats,
     settings: Settings,
     outputs: VecDeque<(ConnId, ConnOutput)>,
@@ -322,6 +328,8 @@ impl Sim {
             groups: BTreeMap::new(),
             queues: HashMap::new(),
             corrupt_next: HashSet::new(),
+            undecryptable_next: HashSet::new(),
+            undecryptable: HashSet::new(),
             stats: Stats::default(),
             settings: config.settings,
             outputs: VecDeque::new(),
@@ -332,6 +340,17 @@ impl Sim {
             next_seq: 1,
             next_group: 1,
         }
+    }
+
+    /// How long a device has to ack each stanza pushed to it (setting `ack_timeout_ms`);
+    /// applies to stanzas sent from now on.
+    pub fn set_ack_timeout(&mut self, timeout: Duration) {
+        self.settings.ack_timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX).max(1);
+    }
+
+    /// The current ack timeout.
+    pub fn ack_timeout(&self) -> Duration {
+        Duration::from_millis(self.settings.ack_timeout_ms.max(1))
     }
 
     /// The root public key clients must trust.
@@ -424,6 +443,7 @@ impl Sim {
                 Delayed::Close => self.close(conn),
                 Delayed::OfflineBatch => self.send_offline_batch(now, conn),
                 Delayed::OfflineEnd => self.send_offline_end(conn),
+                Delayed::AckDeadline(seq) => self.ack_deadline(conn, seq),
             }
         }
     }

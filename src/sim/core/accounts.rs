@@ -135,6 +135,10 @@ impl Sim {
             self.corrupt_next.insert((phone, device));
             return Ok(());
         }
+        if fault == Fault::UndecryptableNextMessage {
+            self.undecryptable_next.insert((phone, device));
+            return Ok(());
+        }
         let conn = *self.live.get(&(phone.clone(), device)).ok_or(AdminError::NotOnline)?;
         match fault {
             Fault::Drop => self.close(conn),
@@ -168,13 +172,15 @@ impl Sim {
                     self.send_raw(conn, b);
                 }
             }
-            Fault::Logout | Fault::CorruptNextMessage => {}
+            Fault::Logout | Fault::CorruptNextMessage | Fault::UndecryptableNextMessage => {}
         }
         Ok(())
     }
 
     /// Current counters.
     pub fn stats(&self) -> Stats {
-        self.stats.clone()
+        let mut s = self.stats.clone();
+        s.unacked = self.queues.values().map(|q| q.len() as u64).sum();
+        s
     }
 }

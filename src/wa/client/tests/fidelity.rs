@@ -7,7 +7,7 @@ use crate::sim::Settings;
 use crate::wa::version::WaVersion;
 
 fn floor(p: &mut Pair, min: Option<WaVersion>) {
-    p.sim.set_settings(Settings { min_version: min });
+    p.sim.set_settings(Settings { min_version: min, ..Settings::default() });
 }
 
 fn refused_405(p: &Pair) -> u64 {
