@@ -234,10 +234,10 @@ impl Drop for LeaseGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::ManualClock;
     use crate::store::crypt::{Keyring, MasterKey};
     use crate::store::memory::MemoryStore;
     use crate::store::testing::FaultyStore;
-    use crate::store::ManualClock;
 
     /// M7: a renewal stuck in flight does not keep the lease "held": loss is signalled when
     /// the validity deadline (from the last successful send, monotonic clock) passes, while
