@@ -21,7 +21,7 @@ use crate::host::clock;
 use crate::host::events::TenantEvent;
 use crate::host::state::TenantView;
 use crate::store::{Delta, DeltaBatch, Store};
-use crate::types::{FencingToken, TenantId};
+use crate::types::TenantId;
 
 /// Events kept in memory per tenant while its endpoint fails; beyond this, new events are
 /// dropped with a warning (received messages stay in the durable inbox).
@@ -267,7 +267,7 @@ async fn ack_inbox(
     if acks.is_empty() {
         return;
     }
-    let Some(fence) = view.borrow().lease_epoch.map(FencingToken) else { return };
+    let Some(fence) = view.borrow().fence() else { return };
     let mut batch = DeltaBatch::new();
     for id in acks.iter() {
         batch.push(Delta::InboxDelete(id.clone()));
