@@ -313,6 +313,8 @@ impl Driver {
             connections: n("connections"),
             replaced: n("replaced"),
             stream_errors,
+            ack_stream_errors: n("ack_stream_errors"),
+            unacked: n("unacked"),
             messages: v
                 .as_object()
                 .map(|m| {
@@ -475,6 +477,12 @@ impl Driver {
             return Err(violation(format!(
                 "{when}: {} replaced connections, {conflicts} stream errors 440",
                 s.replaced
+            )));
+        }
+        if s.ack_stream_errors != 0 {
+            return Err(violation(format!(
+                "{when}: {} streams ended for a stanza not acked in time",
+                s.ack_stream_errors
             )));
         }
         for (i, phone) in self.phones.iter().enumerate() {

@@ -86,6 +86,11 @@ pub struct SimCounts {
     pub replaced: u64,
     /// Stream errors by code.
     pub stream_errors: BTreeMap<String, u64>,
+    /// Streams the simulator ended with `<stream:error><ack/>` because a pushed stanza was not
+    /// acked in time (must stay 0).
+    pub ack_stream_errors: u64,
+    /// Stanzas pushed to companions and not acked yet, at the last check.
+    pub unacked: u64,
     /// Message counters of the simulator (`messages_*`, `offline_redelivered`, `phone_*`,
     /// `retry_receipts`), as it reports them.
     pub messages: BTreeMap<String, u64>,
@@ -209,6 +214,10 @@ pub fn markdown(r: &ChaosReport) -> String {
         ),
         ("`replaced` (440) events", r.sim.replaced.to_string()),
         ("stream errors", format!("{:?}", r.sim.stream_errors)),
+        (
+            "ack stream errors / unacked at the end",
+            format!("{} / {}", r.sim.ack_stream_errors, r.sim.unacked),
+        ),
         ("lease-epoch checks (all increasing)", r.epoch_checks.to_string()),
         ("logins / connections", format!("{} / {}", r.sim.logins, r.sim.connections)),
         ("simulator message counters", format!("{:?}", r.sim.messages)),

@@ -248,10 +248,6 @@ impl Host {
             .map_err(HostError::Http)?;
         let webhooks = Arc::new(super::webhook::Dispatcher::new());
         let wa_version = super::version::VersionSource::new(config.wa_version.clone());
-        if wa_version.is_auto() {
-            wa_version.refresh(&http).await;
-        }
-        tracing::info!(version = %wa_version.current(), "WA Web version");
         let ctx = Arc::new(Ctx {
             config,
             store,
@@ -277,7 +273,17 @@ impl Host {
         let api_stop = CancellationToken::new();
         let api_task = tokio::spawn(crate::api::serve(listener, Arc::clone(&registry), api_stop.clone()));
         tracing::info!(addr = %api_addr, holder = %ctx.config.holder_id, "http listening");
-        ctx.spawn(hydrate(Arc::clone(&registry)));
+        let reg = Arc::clone(&registry);
+        ctx.spawn(async move {
+            // `auto`: read the current version before the linked tenants connect (bounded by
+            // the fetch timeout; the API already answers meanwhile).
+            let c = &reg.ctx;
+            if c.wa_version.is_auto() {
+                c.wa_version.refresh(&c.http).await;
+            }
+            tracing::info!(version = %c.wa_version.current(), "WA Web version");
+            hydrate(reg).await;
+        });
         Ok(Self { registry, api_addr, api_stop, api_task })
     }
 

@@ -28,6 +28,8 @@ pub(crate) fn router() -> Router<SimHandle> {
         .route("/phones/{phone}/send", post(phone_send))
         .route("/phones/{phone}/inbox", get(phone_inbox))
         .route("/phones/{phone}/sent", get(phone_sent))
+        .route("/phones/{phone}/call", post(phone_call))
+        .route("/phones/{phone}/hosted", get(hosted))
         .route("/phones/{phone}/retry", post(phone_retry))
         .route("/groups", post(create_group))
         .route("/faults", post(fault))
@@ -74,6 +76,9 @@ struct AddPhone {
     phone: String,
     #[serde(default)]
     name: Option<String>,
+    /// Give the account a hosted (Cloud API) device `phone:99@hosted`.
+    #[serde(default)]
+    hosted: bool,
 }
 
 async fn add_phone(
@@ -82,7 +87,13 @@ async fn add_phone(
 ) -> Result<Response, ApiError> {
     let Json(b) = body.map_err(|e| bad_body(&e))?;
     let (created, jid) = h
-        .call(move |sim, _| sim.add_phone(&b.phone, b.name.as_deref().unwrap_or("")))
+        .call(move |sim, _| {
+            let r = sim.add_phone(&b.phone, b.name.as_deref().unwrap_or(""))?;
+            if b.hosted {
+                sim.add_hosted_device(&b.phone)?;
+            }
+            Ok::<_, AdminError>(r)
+        })
         .await
         .map_err(|_| stopped())??;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
@@ -219,6 +230,24 @@ async fn phone_send(
 }
 
 #[derive(Deserialize)]
+struct Call {
+    to: String,
+}
+
+/// `POST /admin/phones/{phone}/call {"to"}`: rings every companion of `to` (offer, then
+/// terminate); answers `{"call_id","devices"}`.
+async fn phone_call(
+    State(h): State<SimHandle>,
+    Path(phone): Path<String>,
+    body: Result<Json<Call>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Json(b) = body.map_err(|e| bad_body(&e))?;
+    let (call_id, devices) =
+        h.call(move |sim, now| sim.phone_call(now, &phone, &b.to)).await.map_err(|_| stopped())??;
+    Ok(Json(json!({"call_id": call_id, "devices": devices})))
+}
+
+#[derive(Deserialize)]
 struct Retry {
     id: String,
 }
@@ -266,6 +295,20 @@ async fn phone_sent(
         })
         .collect();
     Ok(Json(json!({"messages": messages})))
+}
+
+/// `GET /admin/phones/{phone}/hosted`: the hosted device and what it decrypted.
+async fn hosted(
+    State(h): State<SimHandle>,
+    Path(phone): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let p = phone.clone();
+    let list = h.call(move |sim, _| sim.hosted_inbox(&p)).await.map_err(|_| stopped())??;
+    let messages: Vec<_> = list
+        .into_iter()
+        .map(|m| json!({"id": m.id, "from": m.from.to_string(), "chat": m.chat.to_string(), "text": m.text, "t": m.t}))
+        .collect();
+    Ok(Json(json!({"device_jid": format!("{phone}:99@hosted"), "messages": messages})))
 }
 
 #[derive(Deserialize)]

@@ -44,6 +44,8 @@ pub const NEXT_REF_TTL: Duration = Duration::from_secs(20);
 pub const REF_COUNT: usize = 6;
 /// An unpaired connection is closed this long after its refs were issued.
 pub const PAIRING_WINDOW: Duration = Duration::from_secs(180);
+/// Device number of an account's hosted (Cloud API) device.
+pub const HOSTED_DEVICE: u16 = 99;
 /// Largest accepted client frame.
 const MAX_FRAME: usize = 1 << 20;
 
@@ -147,6 +149,8 @@ enum Delayed {
     OfflineBatch,
     /// Send `<ib><offline count>` if the batch is still draining.
     OfflineEnd,
+    /// The device must have answered queued item `seq` by now.
+    AckDeadline(u64),
 }
 
 /// Where a logged-in connection is in the offline-queue handshake (transcript quirk 4).
@@ -236,9 +240,15 @@ pub struct Sim {
     live: HashMap<(String, u16), ConnId>,
     refs: HashMap<String, (ConnId, Instant)>,
     phones: BTreeMap<String, Phone>,
+    /// Accounts' hosted (Cloud API) devices `phone:99@hosted`, full Signal peers like phones.
+    hosted: BTreeMap<String, Phone>,
     groups: BTreeMap<String, Group>,
     queues: HashMap<(String, u16), DeviceQueue>,
     corrupt_next: HashSet<(String, u16)>,
+    /// Devices whose next message is spoilt for good (every resend of it too).
+    undecryptable_next: HashSet<(String, u16)>,
+    /// `(phone, device, message id)` whose every copy to that device is spoilt.
+    undecryptable: HashSet<(String, u16, String)>,
     stats: Stats,
     settings: Settings,
     outputs: VecDeque<(ConnId, ConnOutput)>,
@@ -314,9 +324,12 @@ impl Sim {
             live: HashMap::new(),
             refs: HashMap::new(),
             phones: BTreeMap::new(),
+            hosted: BTreeMap::new(),
             groups: BTreeMap::new(),
             queues: HashMap::new(),
             corrupt_next: HashSet::new(),
+            undecryptable_next: HashSet::new(),
+            undecryptable: HashSet::new(),
             stats: Stats::default(),
             settings: config.settings,
             outputs: VecDeque::new(),
@@ -327,6 +340,17 @@ impl Sim {
             next_seq: 1,
             next_group: 1,
         }
+    }
+
+    /// How long a device has to ack each stanza pushed to it (setting `ack_timeout_ms`);
+    /// applies to stanzas sent from now on.
+    pub fn set_ack_timeout(&mut self, timeout: Duration) {
+        self.settings.ack_timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX).max(1);
+    }
+
+    /// The current ack timeout.
+    pub fn ack_timeout(&self) -> Duration {
+        Duration::from_millis(self.settings.ack_timeout_ms.max(1))
     }
 
     /// The root public key clients must trust.
@@ -419,6 +443,7 @@ impl Sim {
                 Delayed::Close => self.close(conn),
                 Delayed::OfflineBatch => self.send_offline_batch(now, conn),
                 Delayed::OfflineEnd => self.send_offline_end(conn),
+                Delayed::AckDeadline(seq) => self.ack_deadline(conn, seq),
             }
         }
     }

@@ -28,6 +28,9 @@ pub enum Fault {
     /// Flip one byte of the last `<enc>` of the next message routed to this device (it need
     /// not be online), so its decryption fails and it asks for a retry.
     CorruptNextMessage,
+    /// Like [`Fault::CorruptNextMessage`], but every resend of that message to this device is
+    /// spoilt too, so it never decrypts (the device must give up and ack it).
+    UndecryptableNextMessage,
 }
 
 impl Fault {
@@ -42,6 +45,7 @@ impl Fault {
             "mute_pongs" => Self::MutePongs,
             "corrupt_frame" => Self::CorruptFrame,
             "corrupt_next_message" => Self::CorruptNextMessage,
+            "undecryptable_next_message" => Self::UndecryptableNextMessage,
             _ => return None,
         })
     }
@@ -84,8 +88,20 @@ pub struct Stats {
     pub phone_decrypt_failures: u64,
     /// Messages sent by simulated phones (admin API).
     pub phone_sent: u64,
-    /// Messages whose ciphertext the `corrupt_next_message` fault altered.
+    /// Message copies whose ciphertext a `corrupt_next_message` / `undecryptable_next_message`
+    /// fault altered.
     pub corrupted: u64,
+    /// Messages decrypted by accounts' hosted (Cloud API) devices.
+    pub hosted_decrypted: u64,
+    /// Group message copies a client addressed to a hosted device (should stay 0).
+    pub hosted_group_copies: u64,
+    /// Calls placed by simulated phones (admin API).
+    pub calls: u64,
+    /// Stanzas pushed to companions and not answered yet (all device queues, now).
+    pub unacked: u64,
+    /// Streams ended with `<stream:error><ack/>` because a device did not answer a stanza
+    /// within the ack timeout.
+    pub ack_stream_errors: u64,
 }
 
 impl Stats {
@@ -111,6 +127,7 @@ mod tests {
             "mute_pongs",
             "corrupt_frame",
             "corrupt_next_message",
+            "undecryptable_next_message",
         ] {
             assert!(Fault::parse(n).is_some(), "{n}");
         }

@@ -8,6 +8,8 @@
 //! shell. Never used in production paths.
 
 mod account;
+#[cfg(test)]
+mod acks_e2e;
 mod admin;
 pub mod core;
 pub mod faults;

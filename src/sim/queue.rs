@@ -1,7 +1,14 @@
 //! Per-device delivery queue: every stanza routed to a companion (messages, forwarded
-//! receipts, notifications) stays here until that device answers it (a receipt or nack for a
-//! message, an ack for a receipt or notification), and is redelivered with `offline="1"` on
-//! each new login.
+//! receipts, notifications, calls) stays here until that device answers it, and is
+//! redelivered with `offline="1"` on each new login.
+//!
+//! What answers a stanza (the real server's rule, as whatsmeow `receipt.go sendAck` and
+//! Baileys `messages-recv sendMessageAck` build their acks): an `<ack>` whose `class` is the
+//! stanza's tag, whose `id` is its id, whose `to` is the stanza's `from`, and which echoes the
+//! stanza's `participant` when it has one. A message is also answered by any receipt naming
+//! its id except a retry receipt (whatsapp-rust#647: the retry receipt alone does not clear
+//! it), and a message nack with `error="500"` does not answer it (Baileys#2779: it stays
+//! pending and is redelivered).
 //!
 //! Data only; the simulator core decides when to send and when to drop.
 
@@ -21,6 +28,8 @@ pub(crate) enum Class {
     Receipt,
     /// `<notification>`: answered by `<ack class="notification">`.
     Notification,
+    /// `<call>` (offer, terminate, …): answered by `<ack class="call">`.
+    Call,
 }
 
 impl Class {
@@ -30,8 +39,51 @@ impl Class {
             "message" => Some(Self::Message),
             "receipt" => Some(Self::Receipt),
             "notification" => Some(Self::Notification),
+            "call" => Some(Self::Call),
             _ => None,
         }
+    }
+
+    /// The stanza tag (= the `class` of its ack).
+    pub(crate) fn tag(self) -> &'static str {
+        match self {
+            Self::Message => "message",
+            Self::Receipt => "receipt",
+            Self::Notification => "notification",
+            Self::Call => "call",
+        }
+    }
+}
+
+/// An `<ack>` from a device, as far as matching it to a queued stanza goes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DeviceAck<'a> {
+    /// `class`.
+    pub(crate) class: Class,
+    /// `id`.
+    pub(crate) id: &'a str,
+    /// `to`, as text.
+    pub(crate) to: Option<&'a str>,
+    /// `participant`, as text.
+    pub(crate) participant: Option<&'a str>,
+    /// `error`, if the ack is a nack.
+    pub(crate) error: Option<&'a str>,
+}
+
+impl DeviceAck<'_> {
+    /// Whether this ack answers `q`: same class and id, `to` = the stanza's `from`, the
+    /// stanza's `participant` echoed; a message nack 500 answers nothing.
+    fn answers(&self, q: &Queued) -> bool {
+        let attr = |k: &str| q.node.attr_value(k).map(ToString::to_string);
+        if q.class != self.class || q.id != self.id {
+            return false;
+        }
+        if self.class == Class::Message && self.error == Some("500") {
+            return false;
+        }
+        let to_ok = attr("from").as_deref() == self.to;
+        let participant_ok = attr("participant").is_none_or(|p| Some(p.as_str()) == self.participant);
+        to_ok && participant_ok
     }
 }
 
@@ -63,9 +115,26 @@ impl DeviceQueue {
 
     /// Removes every item of `class` with id `id`; returns their sequence numbers.
     pub(crate) fn answer(&mut self, class: Class, id: &str) -> Vec<u64> {
+        self.remove_where(|q| q.class == class && q.id == id)
+    }
+
+    /// Removes the oldest item `ack` answers (see [`DeviceAck`]): one ack answers one
+    /// delivery, so a resend with the same id (after a retry receipt) needs its own. Returns
+    /// its sequence number.
+    pub(crate) fn ack(&mut self, ack: &DeviceAck<'_>) -> Vec<u64> {
+        let Some(pos) = self.items.iter().position(|q| ack.answers(q)) else { return Vec::new() };
+        self.items.remove(pos).map(|q| q.seq).into_iter().collect()
+    }
+
+    /// The item with sequence number `seq`, if still queued.
+    pub(crate) fn get(&self, seq: u64) -> Option<&Queued> {
+        self.items.iter().find(|q| q.seq == seq)
+    }
+
+    fn remove_where(&mut self, mut f: impl FnMut(&Queued) -> bool) -> Vec<u64> {
         let mut gone = Vec::new();
         self.items.retain(|q| {
-            let hit = q.class == class && q.id == id;
+            let hit = f(q);
             if hit {
                 gone.push(q.seq);
             }
@@ -84,12 +153,13 @@ impl DeviceQueue {
         self.items.len()
     }
 
-    /// `(messages, receipts, notifications)` queued.
-    pub(crate) fn counts(&self) -> (u64, u64, u64) {
-        self.items.iter().fold((0, 0, 0), |(m, r, n), q| match q.class {
-            Class::Message => (m + 1, r, n),
-            Class::Receipt => (m, r + 1, n),
-            Class::Notification => (m, r, n + 1),
+    /// `(messages, receipts, notifications, calls)` queued.
+    pub(crate) fn counts(&self) -> (u64, u64, u64, u64) {
+        self.items.iter().fold((0, 0, 0, 0), |(m, r, n, c), q| match q.class {
+            Class::Message => (m + 1, r, n, c),
+            Class::Receipt => (m, r + 1, n, c),
+            Class::Notification => (m, r, n + 1, c),
+            Class::Call => (m, r, n, c + 1),
         })
     }
 }
@@ -109,12 +179,40 @@ mod tests {
         d.push(q(1, Class::Message, "A"));
         d.push(q(2, Class::Receipt, "A"));
         d.push(q(3, Class::Message, "B"));
-        assert_eq!(d.counts(), (2, 1, 0));
+        assert_eq!(d.counts(), (2, 1, 0, 0));
         assert_eq!(d.answer(Class::Message, "A"), vec![1]);
         assert_eq!(d.answer(Class::Message, "A"), Vec::<u64>::new());
         assert_eq!(d.items().map(|i| i.seq).collect::<Vec<_>>(), vec![2, 3]);
         assert_eq!(Class::parse("receipt"), Some(Class::Receipt));
-        assert_eq!(Class::parse("call"), None);
+        assert_eq!(Class::parse("call"), Some(Class::Call));
+        assert_eq!(Class::parse("presence"), None);
+    }
+
+    /// An ack answers a stanza only when addressed like the references address it: `to` =
+    /// the stanza's `from`, its `participant` echoed; a message nack 500 answers nothing.
+    #[test]
+    fn ack_must_echo_from_and_participant() {
+        let mut d = DeviceQueue::default();
+        let n =
+            Node::new("notification").attr("from", "120363@g.us").attr("participant", "1555@s.whatsapp.net");
+        d.push(Queued { seq: 1, class: Class::Notification, id: "N".into(), node: n });
+        let m = Node::new("message").attr("from", "1555@s.whatsapp.net");
+        d.push(Queued { seq: 2, class: Class::Message, id: "M".into(), node: m });
+        let ack = |class, id, to, participant, error| DeviceAck { class, id, to, participant, error };
+        let server = Some("s.whatsapp.net");
+        assert!(d.ack(&ack(Class::Notification, "N", server, None, None)).is_empty(), "to the server");
+        assert!(d.ack(&ack(Class::Notification, "N", Some("120363@g.us"), None, None)).is_empty());
+        assert!(
+            d.ack(&ack(Class::Receipt, "N", Some("120363@g.us"), Some("1555@s.whatsapp.net"), None))
+                .is_empty()
+        );
+        assert!(d.ack(&ack(Class::Message, "M", Some("1555@s.whatsapp.net"), None, Some("500"))).is_empty());
+        assert_eq!(
+            d.ack(&ack(Class::Notification, "N", Some("120363@g.us"), Some("1555@s.whatsapp.net"), None)),
+            vec![1]
+        );
+        assert_eq!(d.ack(&ack(Class::Message, "M", Some("1555@s.whatsapp.net"), None, Some("487"))), vec![2]);
+        assert_eq!(d.len(), 0);
     }
 
     /// The queue is bounded: the oldest item is dropped.

@@ -10,13 +10,26 @@ use serde::{Deserialize, Serialize};
 use crate::wa::version::WaVersion;
 
 /// Runtime settings of the simulated server.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// Oldest client version accepted: an older `ClientPayload.userAgent.appVersion` gets
     /// `<failure reason="405"/>` at registration and login, like the real server's floor.
     /// `None`: every version is accepted.
     pub min_version: Option<WaVersion>,
+    /// Milliseconds a device has to ack each stanza pushed to it before the server ends the
+    /// stream with `<stream:error><ack/>` (the real server's is about a minute). Applies to
+    /// stanzas pushed after the change. Must be > 0.
+    pub ack_timeout_ms: u64,
+}
+
+/// Default of [`Settings::ack_timeout_ms`].
+pub const DEFAULT_ACK_TIMEOUT_MS: u64 = 60_000;
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self { min_version: None, ack_timeout_ms: DEFAULT_ACK_TIMEOUT_MS }
+    }
 }
 
 /// Why a settings update was refused (the admin API answers 400).
@@ -47,7 +60,11 @@ impl Settings {
                 cur.insert(k.clone(), v);
             }
         }
-        serde_json::from_value(current).map_err(|e| SettingsError(e.to_string()))
+        let next: Self = serde_json::from_value(current).map_err(|e| SettingsError(e.to_string()))?;
+        if next.ack_timeout_ms == 0 {
+            return Err(SettingsError("ack_timeout_ms must be > 0".into()));
+        }
+        Ok(next)
     }
 
     /// True when a client announcing `version` (`None`: no version in its payload) is refused
@@ -79,13 +96,24 @@ mod tests {
         assert!(s.merged(&json!({"nope": 1})).is_err());
         assert!(s.merged(&json!({"min_version": "2.x"})).is_err());
         assert!(s.merged(&json!([1])).is_err());
-        assert_eq!(serde_json::to_value(&s).unwrap(), json!({"min_version": "2.3000.5"}));
+        assert_eq!(
+            serde_json::to_value(&s).unwrap(),
+            json!({"min_version": "2.3000.5", "ack_timeout_ms": 60000})
+        );
+        let s = s.merged(&json!({"ack_timeout_ms": 1500})).unwrap();
+        assert_eq!((s.ack_timeout_ms, s.min_version), (1500, Some(WaVersion([2, 3000, 5]))));
+        assert_eq!(
+            s.merged(&json!({"ack_timeout_ms": null})).unwrap().ack_timeout_ms,
+            DEFAULT_ACK_TIMEOUT_MS
+        );
+        assert!(s.merged(&json!({"ack_timeout_ms": 0})).is_err());
+        assert!(s.merged(&json!({"ack_timeout_ms": -1})).is_err());
     }
 
     /// Only versions below the floor are refused.
     #[test]
     fn floor() {
-        let s = Settings { min_version: Some(WaVersion([2, 3000, 10])) };
+        let s = Settings { min_version: Some(WaVersion([2, 3000, 10])), ..Settings::default() };
         assert!(s.refuses(Some(WaVersion([2, 3000, 9]))));
         assert!(!s.refuses(Some(WaVersion([2, 3000, 10]))));
         assert!(!s.refuses(Some(WaVersion([2, 3001, 1]))));

@@ -10,7 +10,7 @@ use staylinked::chaos::{ChaosOptions, ChaosStore, SimTarget};
 use crate::host_util::sim;
 
 /// 20 sleep/wake/deploy cycles with messages both ways: never a re-pair, one device per phone,
-/// no 440, every tenant back to `connected` without a QR each time, lease epochs strictly
+/// no 440, no ack stream error, every tenant back to `connected` without a QR each time, lease epochs strictly
 /// increasing, creds of the phone's device in the store at the end with every lease released,
 /// every message in the recipient's inbox exactly once, no decrypt failure.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -33,6 +33,8 @@ async fn sleep_wake_and_deploy_overlap_never_repair_or_conflict() {
     assert!(r.ok, "chaos failed:\n{md}");
     assert_eq!(r.cycles_ok, 20, "{md}");
     assert_eq!((r.re_pairs, r.sim.replaced, r.devices_per_phone), (0, 0, (1, 1)), "{md}");
+    // Every stanza the server pushed was acked in time (issue 13): no `<stream:error><ack/>`.
+    assert_eq!(r.sim.ack_stream_errors, 0, "{md}");
     assert_eq!(r.epoch_checks, 5 * 20, "{md}");
     assert_eq!(r.store_checked, 5, "{md}");
     assert!(r.sigkills >= 5 && r.overlaps >= 5, "the mix must exercise kills and overlaps: {md}");

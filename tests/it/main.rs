@@ -5,6 +5,7 @@
 // test binary need them too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
+mod acks;
 mod api_messages;
 mod api_routes;
 mod bench_scale;

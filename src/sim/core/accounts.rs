@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use rand::RngCore;
 
-use super::{AdminError, DeviceInfo, Sim};
+use super::{AdminError, DeviceInfo, HOSTED_DEVICE, Sim};
 use crate::sim::account::{Account, parse_device_jid, rfc3339};
 use crate::sim::faults::{Fault, Stats};
 use crate::sim::phone::Phone;
@@ -40,6 +40,33 @@ impl Sim {
         self.phones.insert(phone.to_owned(), primary);
         self.accounts.insert(phone.to_owned(), a);
         Ok((true, jid))
+    }
+
+    /// Gives `phone`'s account a hosted (Cloud API) device, `phone:99@hosted`: listed in usync
+    /// with `is_hosted="true"`, answering bundle fetches and decrypting what reaches it (its
+    /// inbox: [`Self::hosted_inbox`]). Returns its JID; idempotent.
+    ///
+    /// # Errors
+    /// [`AdminError::UnknownPhone`].
+    pub fn add_hosted_device(&mut self, phone: &str) -> Result<String, AdminError> {
+        if !self.accounts.contains_key(phone) {
+            return Err(AdminError::UnknownPhone);
+        }
+        let jid = Jid::new(phone, Server::Hosted).with_device(HOSTED_DEVICE);
+        if !self.hosted.contains_key(phone) {
+            let kp = KeyPair::generate(&mut self.rng);
+            let peer = Phone::new(Jid::new(phone, Server::Hosted), *kp.private().to_bytes(), &mut self.rng);
+            self.hosted.insert(phone.to_owned(), peer);
+        }
+        Ok(jid.to_string())
+    }
+
+    /// What `phone`'s hosted device decrypted, oldest first.
+    ///
+    /// # Errors
+    /// [`AdminError::UnknownPhone`] (also when the account has no hosted device).
+    pub fn hosted_inbox(&self, phone: &str) -> Result<Vec<crate::sim::InboxEntry>, AdminError> {
+        self.hosted.get(phone).map(|p| p.inbox().to_vec()).ok_or(AdminError::UnknownPhone)
     }
 
     /// The companions of a phone.
@@ -108,6 +135,10 @@ impl Sim {
             self.corrupt_next.insert((phone, device));
             return Ok(());
         }
+        if fault == Fault::UndecryptableNextMessage {
+            self.undecryptable_next.insert((phone, device));
+            return Ok(());
+        }
         let conn = *self.live.get(&(phone.clone(), device)).ok_or(AdminError::NotOnline)?;
         match fault {
             Fault::Drop => self.close(conn),
@@ -141,13 +172,15 @@ impl Sim {
                     self.send_raw(conn, b);
                 }
             }
-            Fault::Logout | Fault::CorruptNextMessage => {}
+            Fault::Logout | Fault::CorruptNextMessage | Fault::UndecryptableNextMessage => {}
         }
         Ok(())
     }
 
     /// Current counters.
     pub fn stats(&self) -> Stats {
-        self.stats.clone()
+        let mut s = self.stats.clone();
+        s.unacked = self.queues.values().map(|q| q.len() as u64).sum();
+        s
     }
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::{Delayed, OfflineFlow, Phase, Sim};
 use crate::sim::phone::{DeliveryState, Received};
-use crate::sim::queue::{Class, Queued};
+use crate::sim::queue::{Class, DeviceAck, Queued};
 use crate::wa::binary::{Content, Node};
 use crate::wa::jid::{Jid, Server};
 use crate::wa::message::{
@@ -91,8 +91,17 @@ impl Sim {
             "receipt" => match OutReceipt::parse(node) {
                 Some(r) => {
                     let from = device_jid(phone, device);
-                    for id in r.ids() {
-                        self.answered(now, phone, device, Class::Message, &id);
+                    // A retry receipt asks for a resend; it does not clear the message.
+                    if r.kind != ReceiptType::Retry {
+                        for id in r.ids() {
+                            let key = (phone.to_owned(), device);
+                            let gone = self
+                                .queues
+                                .get_mut(&key)
+                                .map(|q| q.answer(Class::Message, &id))
+                                .unwrap_or_default();
+                            self.answered(now, phone, device, Class::Message, &gone);
+                        }
                     }
                     self.forward_receipt(now, &from, &r);
                 }
@@ -101,7 +110,25 @@ impl Sim {
             "ack" => {
                 let class = node.attr_str("class").and_then(Class::parse);
                 if let (Some(class), Some(id)) = (class, node.attr_str("id")) {
-                    self.answered(now, phone, device, class, id);
+                    let text = |k: &str| node.attr_value(k).map(ToString::to_string);
+                    let (to, participant, error) = (text("to"), text("participant"), text("error"));
+                    let ack = DeviceAck {
+                        class,
+                        id,
+                        to: to.as_deref(),
+                        participant: participant.as_deref(),
+                        error: error.as_deref(),
+                    };
+                    let key = (phone.to_owned(), device);
+                    let gone = self.queues.get_mut(&key).map(|q| q.ack(&ack)).unwrap_or_default();
+                    if gone.is_empty() {
+                        tracing::debug!(
+                            conn_id = conn.0,
+                            class = class.tag(),
+                            "sim: ack answers nothing pending"
+                        );
+                    }
+                    self.answered(now, phone, device, class, &gone);
                 }
             }
             "ib" if node.child("offline_batch").is_some() => self.send_offline_batch(now, conn),
@@ -138,6 +165,12 @@ impl Sim {
         self.stats.messages_routed += 1;
         tracing::debug!(msg_id = %relay.id, targets = relay.targets.len(), "sim routing message");
         let t = self.unix(now);
+        if relay.to.is_group() {
+            // Group copies addressed to hosted (Cloud API) devices: clients must not send them.
+            let hosted =
+                relay.targets.iter().filter(|(j, _)| matches!(j.server, Server::Hosted | Server::HostedLid));
+            self.stats.hosted_group_copies += hosted.count() as u64;
+        }
         let targets: Vec<Jid> = if relay.to.is_group() {
             match &relay.participant {
                 Some(p) => vec![p.clone()],
@@ -151,7 +184,16 @@ impl Sim {
         };
         let mut seen = BTreeSet::new();
         for d in targets {
-            if d == *sender || !seen.insert(d.clone()) || d.server != Server::User {
+            if d == *sender || !seen.insert(d.clone()) {
+                continue;
+            }
+            if d.server == Server::Hosted && d.device == super::HOSTED_DEVICE {
+                if let Some(node) = delivery_for(relay, sender, &d, t, false) {
+                    self.deliver_to_hosted(&d.user, &node);
+                }
+                continue;
+            }
+            if d.server != Server::User {
                 continue;
             }
             let Some(mut node) = delivery_for(relay, sender, &d, t, false) else { continue };
@@ -167,7 +209,7 @@ impl Sim {
                 .is_some_and(|x| x.confirmed)
             {
                 self.stats.messages_to_devices += 1;
-                self.enqueue(&d.user, d.device, Class::Message, &relay.id, node);
+                self.enqueue(now, &d.user, d.device, Class::Message, &relay.id, node);
             }
         }
     }
@@ -186,12 +228,27 @@ impl Sim {
             .collect()
     }
 
-    /// Queues `node` for a companion and sends it at once when its connection is live.
-    pub(super) fn enqueue(&mut self, phone: &str, device: u16, class: Class, id: &str, mut node: Node) {
+    /// Queues `node` for a companion and sends it at once when its connection is live (the
+    /// device then has `ack_timeout` to answer it).
+    pub(super) fn enqueue(
+        &mut self,
+        now: Instant,
+        phone: &str,
+        device: u16,
+        class: Class,
+        id: &str,
+        mut node: Node,
+    ) {
         let key = (phone.to_owned(), device);
-        if class == Class::Message && self.corrupt_next.remove(&key) {
-            corrupt_last_enc(&mut node);
-            self.stats.corrupted += 1;
+        if class == Class::Message {
+            let sticky = (key.0.clone(), key.1, id.to_owned());
+            if self.undecryptable_next.remove(&key) {
+                self.undecryptable.insert(sticky.clone());
+            }
+            if self.corrupt_next.remove(&key) || self.undecryptable.contains(&sticky) {
+                corrupt_last_enc(&mut node);
+                self.stats.corrupted += 1;
+            }
         }
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -207,14 +264,40 @@ impl Sim {
         q.push(Queued { seq, class, id: id.to_owned(), node: node.clone() });
         if let Some(conn) = live {
             self.send_node(conn, &node);
+            self.expect_ack(now, conn, seq);
         }
     }
 
-    /// The device answered stanza `id` of `class`: drop it from its queue, and finish the
+    /// Queued item `seq` went out on `conn`: it must be answered within `ack_timeout`.
+    pub(super) fn expect_ack(&mut self, now: Instant, conn: super::ConnId, seq: u64) {
+        let at = now + self.ack_timeout();
+        self.later(conn, at, Delayed::AckDeadline(seq));
+    }
+
+    /// `ack_timeout` after queued item `seq` went out on `conn`: if the device has not
+    /// answered it, the server ends the stream with `<stream:error><ack class id/>` (the item
+    /// stays queued for the next login).
+    pub(super) fn ack_deadline(&mut self, conn: super::ConnId, seq: u64) {
+        let Some(Phase::Online { phone, device }) = self.conns.get(&conn).map(|c| &c.phase) else { return };
+        let key = (phone.clone(), *device);
+        if self.live.get(&key) != Some(&conn) {
+            return;
+        }
+        let Some(item) = self.queues.get(&key).and_then(|q| q.get(seq)) else { return };
+        let child = Node::new("ack").attr("class", item.class.tag()).attr("id", item.id.as_str());
+        tracing::info!(
+            conn_id = conn.0,
+            class = item.class.tag(),
+            "sim: stanza not acked in time; stream error"
+        );
+        self.stats.ack_stream_errors += 1;
+        self.stream_error(conn, Node::new("stream:error").children([child]), "ack");
+    }
+
+    /// The device answered the queued items `gone` (of `class`): count them, and finish the
     /// offline batch when that was its last outstanding item.
-    fn answered(&mut self, now: Instant, phone: &str, device: u16, class: Class, id: &str) {
+    fn answered(&mut self, now: Instant, phone: &str, device: u16, class: Class, gone: &[u64]) {
         let key = (phone.to_owned(), device);
-        let gone = self.queues.get_mut(&key).map(|q| q.answer(class, id)).unwrap_or_default();
         if gone.is_empty() {
             return;
         }
@@ -226,7 +309,7 @@ impl Sim {
         if let Some(c) = self.conns.get_mut(&conn)
             && let OfflineFlow::Draining { outstanding, end_scheduled, .. } = &mut c.offline
         {
-            for s in &gone {
+            for s in gone {
                 outstanding.remove(s);
             }
             if outstanding.is_empty() && !*end_scheduled {
@@ -236,6 +319,17 @@ impl Sim {
         }
         if schedule {
             self.later(conn, now + OFFLINE_END_DELAY, Delayed::OfflineEnd);
+        }
+    }
+
+    /// An account's hosted (Cloud API) device gets its copy: decrypt and record (its inbox).
+    fn deliver_to_hosted(&mut self, user: &str, node: &Node) {
+        let Ok(msg) = parse_message(node) else { return };
+        let Some(peer) = self.hosted.get_mut(user) else { return };
+        match peer.receive(&msg, &mut self.rng) {
+            Received::New => self.stats.hosted_decrypted += 1,
+            Received::Duplicate => {}
+            Received::Failed => self.stats.phone_decrypt_failures += 1,
         }
     }
 
@@ -308,7 +402,7 @@ impl Sim {
             let stanza = peer_stanza(&id, &phone_jid, answer.kind, &answer.ciphertext, "high_force", None);
             let Ok(relay) = parse_relay(&stanza) else { continue };
             let Some(node) = delivery_for(&relay, &phone_jid, &req.from, t, false) else { continue };
-            self.enqueue(&req.from.user, req.from.device, Class::Message, &id, node);
+            self.enqueue(now, &req.from.user, req.from.device, Class::Message, &id, node);
         }
     }
 
@@ -377,7 +471,7 @@ impl Sim {
                     self.phone_retry(now, &d.user, from, &r.id, group.as_ref());
                 }
             } else {
-                self.enqueue(&d.user, d.device, Class::Receipt, &r.id, out.clone());
+                self.enqueue(now, &d.user, d.device, Class::Receipt, &r.id, out.clone());
             }
         }
     }
@@ -386,14 +480,19 @@ impl Sim {
 
     /// After `<active/>`: `<offline count="0">` for an empty queue, else the preview.
     pub(super) fn start_offline_flow(&mut self, now: Instant, conn: super::ConnId, phone: &str, device: u16) {
-        let (m, r, n) = self.queues.get(&(phone.to_owned(), device)).map_or((0, 0, 0), |q| q.counts());
+        let (m, r, n, calls) =
+            self.queues.get(&(phone.to_owned(), device)).map_or((0, 0, 0, 0), |q| q.counts());
         let Some(c) = self.conns.get_mut(&conn) else { return };
-        if m + r + n == 0 {
+        if m + r + n + calls == 0 {
             c.offline = OfflineFlow::Live;
             self.later(conn, now + super::FIRST_STANZA_DELAY, Delayed::Nodes(vec![offline_end(0)]));
         } else {
             c.offline = OfflineFlow::AwaitBatch;
-            self.later(conn, now + super::FIRST_STANZA_DELAY, Delayed::Nodes(vec![offline_preview(m, r, n)]));
+            self.later(
+                conn,
+                now + super::FIRST_STANZA_DELAY,
+                Delayed::Nodes(vec![offline_preview(m, r, n, calls)]),
+            );
             self.later(conn, now + BATCH_WAIT, Delayed::OfflineBatch);
         }
     }
@@ -415,10 +514,11 @@ impl Sim {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.offline = OfflineFlow::Draining { outstanding, count, end_scheduled: count == 0 };
         }
-        for (_, mut node) in items {
+        for (seq, mut node) in items {
             node.set_attr("offline", "1");
             self.stats.offline_redelivered += 1;
             self.send_node(conn, &node);
+            self.expect_ack(now, conn, seq);
         }
         let wait = if count == 0 { OFFLINE_END_DELAY } else { DRAIN_WAIT };
         self.later(conn, now + wait, Delayed::OfflineEnd);

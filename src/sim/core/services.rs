@@ -39,6 +39,10 @@ impl Sim {
     /// A bundle for `device`, consuming one of its one-time prekeys. `None` for an unknown
     /// device or a companion that never gave a signed prekey.
     pub(super) fn take_bundle(&mut self, device: &Jid) -> Option<PreKeyBundle> {
+        if device.server == Server::Hosted && device.device == super::HOSTED_DEVICE {
+            let Self { hosted, rng, .. } = self;
+            return hosted.get_mut(&device.user).map(|p| p.take_bundle(rng));
+        }
         if device.server != Server::User {
             return None;
         }
@@ -95,7 +99,11 @@ impl Sim {
         let answer: Vec<UserDevices> = users
             .into_iter()
             .map(|u| {
-                let devices = if u.server == Server::User { self.user_devices(&u.user) } else { Vec::new() };
+                let mut devices =
+                    if u.server == Server::User { self.user_devices(&u.user) } else { Vec::new() };
+                if u.server == Server::User && self.hosted.contains_key(&u.user) {
+                    devices.push(Jid::new(u.user.as_str(), Server::Hosted).with_device(super::HOSTED_DEVICE));
+                }
                 UserDevices { user: u, devices }
             })
             .collect();
@@ -170,14 +178,14 @@ impl Sim {
         self.next_group += 1;
         let creation = self.unix(now);
         let group = Group { id: id.clone(), subject: subject.to_owned(), creator, creation, members: list };
-        self.notify_group_created(&group, creation);
+        self.notify_group_created(now, &group, creation);
         self.groups.insert(id.clone(), group);
         Ok(id)
     }
 
     /// `<notification type="w:gp2"><create><group …/></create>` to every member companion
     /// (queued like messages; Baileys emits `groups.upsert` from it).
-    fn notify_group_created(&mut self, group: &Group, t: u64) {
+    fn notify_group_created(&mut self, now: Instant, group: &Group, t: u64) {
         let id = self.next_stanza_id();
         let node = Node::new("notification")
             .attr("from", group.jid())
@@ -189,7 +197,7 @@ impl Sim {
         let devices: Vec<Jid> =
             group.members.iter().flat_map(|m| self.user_devices(m)).filter(|d| d.device != 0).collect();
         for d in devices {
-            self.enqueue(&d.user, d.device, Class::Notification, &id, node.clone());
+            self.enqueue(now, &d.user, d.device, Class::Notification, &id, node.clone());
         }
     }
 
@@ -213,7 +221,7 @@ impl Sim {
             .filter(|(p, d)| !(p == phone && *d == device))
             .collect();
         for (p, d) in targets {
-            self.enqueue(&p, d, Class::Notification, &id, node.clone());
+            self.enqueue(now, &p, d, Class::Notification, &id, node.clone());
         }
     }
 
@@ -331,6 +339,62 @@ impl Sim {
         self.stats.phone_sent += 1;
         self.route_with(now, &me, &relay, unavailable);
         Ok(id)
+    }
+
+    /// The phone of `phone` calls `to` (a phone or user JID): every confirmed companion of
+    /// `to` gets a `<call>` with an `<offer>`, then one with a `<terminate>` (the caller gave
+    /// up), each queued until that device acks it like any other stanza. Returns the call id
+    /// and how many devices rang.
+    ///
+    /// # Errors
+    /// [`AdminError::UnknownPhone`], [`AdminError::UnknownRecipient`], or
+    /// [`AdminError::BadRequest`] for a malformed recipient.
+    pub fn phone_call(&mut self, now: Instant, phone: &str, to: &str) -> Result<(String, usize), AdminError> {
+        if !self.phones.contains_key(phone) {
+            return Err(AdminError::UnknownPhone);
+        }
+        let callee = phone_of(to).ok_or_else(|| AdminError::BadRequest(format!("bad recipient {to:?}")))?;
+        if !self.accounts.contains_key(&callee) {
+            return Err(AdminError::UnknownRecipient);
+        }
+        let t = self.unix(now);
+        let call_id = new_message_id(t, None, &mut self.rng);
+        let caller = Jid::new(phone, Server::User);
+        let name = self.accounts.get(phone).map(|a| a.name.clone()).unwrap_or_default();
+        let targets: Vec<u16> =
+            self.user_devices(&callee).iter().map(|d| d.device).filter(|d| *d != 0).collect();
+        let stanza = |id: String, child: Node| {
+            Node::new("call")
+                .attr("from", caller.clone())
+                .attr("id", id)
+                .attr("t", t.to_string())
+                .attr("notify", name.as_str())
+                .attr("platform", "android")
+                .attr("version", "2.25.1.1")
+                .children([child])
+        };
+        let offer = Node::new("offer")
+            .attr("call-id", call_id.as_str())
+            .attr("call-creator", caller.clone())
+            .children([
+                Node::new("audio").attr("enc", "opus").attr("rate", "16000"),
+                Node::new("audio").attr("enc", "opus").attr("rate", "8000"),
+                Node::new("net").attr("medium", "3"),
+                Node::new("encopt").attr("keygen", "2"),
+            ]);
+        let terminate = Node::new("terminate")
+            .attr("call-id", call_id.as_str())
+            .attr("call-creator", caller.clone())
+            .attr("reason", "timeout");
+        for child in [offer, terminate] {
+            let id = self.next_stanza_id();
+            let node = stanza(id.clone(), child);
+            for &d in &targets {
+                self.enqueue(now, &callee, d, Class::Call, &id, node.clone());
+            }
+        }
+        self.stats.calls += 1;
+        Ok((call_id, targets.len()))
     }
 
     /// `POST /admin/phones/{phone}/retry`: the phone asks the sender of message `id` (which it

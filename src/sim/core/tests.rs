@@ -505,11 +505,7 @@ fn group_fan_out_both_ways() {
     for d in [a1, b1, c1] {
         let note = n.take(d);
         assert_eq!(note[0].attr_str("type"), Some("w:gp2"), "every member companion hears of the group");
-        let ack = Node::new("ack")
-            .attr("class", "notification")
-            .attr("id", note[0].attr_str("id").unwrap())
-            .attr("to", note[0].attr_value("from").unwrap().clone());
-        n.send(d, &ack);
+        n.send(d, &good_ack(&note[0]));
         assert_eq!(n.sim.queued(&n.devs[d].jid.to_string()).unwrap(), 0, "acked notification left the queue");
     }
     let group = j(&gid);
@@ -701,6 +697,113 @@ fn group_create_iq_and_metadata() {
     n.send(a1, &query(j("120363999999999999@g.us")));
     let got = n.take(a1);
     assert_eq!(got[0].attr_str("type"), Some("error"));
+}
+
+/// The ack the references build for `stanza` (whatsmeow `sendAck`, Baileys `sendMessageAck`):
+/// `class` = tag, `to` = its `from`, `participant` echoed.
+fn good_ack(stanza: &Node) -> Node {
+    let mut a = Node::new("ack")
+        .attr("class", stanza.tag.as_str())
+        .attr("id", stanza.attr_str("id").unwrap())
+        .attr("to", stanza.attr_value("from").unwrap().clone());
+    if let Some(p) = stanza.attr_value("participant") {
+        a.set_attr("participant", p.clone());
+    }
+    a
+}
+
+/// Ack discipline: a notification stays pending until the device acks it the way the
+/// references do. An ack to the server (`to="s.whatsapp.net"`, what staylinked sent before
+/// issue 13) or without the participant clears nothing; after the ack timeout the server ends
+/// the stream with `<stream:error><ack class id/>`, and the next login redelivers it; the
+/// right ack clears it for good and no stream error follows.
+#[test]
+fn misaddressed_ack_leaves_stanza_pending_until_ack_stream_error() {
+    let mut n = Net::new();
+    let b1 = n.add_dev(B);
+    let b1j = n.devs[b1].jid.clone();
+    n.sim.set_ack_timeout(Duration::from_millis(500));
+    n.login(b1);
+    n.sim.create_group(n.now, "acks", &[A.into(), B.into()]).unwrap();
+    n.pump();
+    let got = n.take(b1);
+    let note = got.iter().find(|x| x.tag == "notification").expect("w:gp2 notification").clone();
+    assert!(note.attr_value("participant").is_some(), "{note}");
+    let mut to_server = good_ack(&note);
+    to_server.set_attr("to", "s.whatsapp.net");
+    n.send(b1, &to_server);
+    let mut no_participant = good_ack(&note);
+    no_participant.attrs.retain(|(k, _)| k != "participant");
+    n.send(b1, &no_participant);
+    assert_eq!(n.sim.queued(&b1j.to_string()).unwrap(), 1, "mis-addressed acks clear nothing");
+    assert_eq!(n.sim.stats().unacked, 1);
+    n.advance(Duration::from_millis(600));
+    let got = n.take(b1);
+    let err = got.iter().find(|x| x.tag == "stream:error").expect("ack stream error");
+    let child = err.child("ack").expect("<ack> child");
+    assert_eq!((child.attr_str("class"), child.attr_str("id")), (Some("notification"), note.attr_str("id")));
+    assert!(n.devs[b1].closed);
+    let s = n.sim.stats();
+    assert_eq!((s.ack_stream_errors, s.stream_errors.get("ack").copied()), (1, Some(1)));
+
+    // Redelivered at the next login; the right ack clears it and the stream stays up.
+    let got = n.login(b1);
+    assert_eq!(got[0].child("offline_preview").and_then(|p| p.attr_str("notification")), Some("1"));
+    n.send(b1, &crate::wa::message::offline_batch(100));
+    let got = n.take(b1);
+    let again = got.iter().find(|x| x.tag == "notification").expect("redelivered");
+    assert_eq!((again.attr_str("id"), again.attr_str("offline")), (note.attr_str("id"), Some("1")));
+    n.send(b1, &good_ack(&note));
+    assert_eq!(n.sim.stats().unacked, 0);
+    n.advance(Duration::from_secs(2));
+    assert!(!n.devs[b1].closed, "{:?}", n.take(b1));
+    assert_eq!(n.sim.stats().ack_stream_errors, 1);
+}
+
+/// Messages: a retry receipt does not clear a message and a nack 500 pins it (it times out
+/// into the ack stream error); a delivery receipt or a plain ack clears it. A call rings
+/// every companion of the callee (offer, then terminate), each pending until acked.
+#[test]
+fn retry_receipt_and_nack_500_do_not_clear_but_ack_does() {
+    let mut n = Net::new();
+    let b1 = n.add_dev(B);
+    let b1j = n.devs[b1].jid.clone();
+    n.sim.set_ack_timeout(Duration::from_secs(1));
+    n.login(b1);
+    let id = n.sim.phone_send(n.now, A, B, "one").unwrap();
+    n.pump();
+    let got = n.take(b1);
+    let msg = got.iter().find(|x| x.tag == "message").unwrap().clone();
+    let retry = receipt_for(&msg, Some("retry")).children([Node::new("retry")
+        .attr("count", "1")
+        .attr("id", id.as_str())
+        .attr("t", "1")
+        .attr("v", "1")]);
+    n.send(b1, &retry);
+    let mut nack = good_ack(&msg);
+    nack.set_attr("error", "500");
+    n.send(b1, &nack);
+    // The original and the phone's resend (same id) are pending; one ack answers one copy.
+    assert_eq!(n.sim.queued(&b1j.to_string()).unwrap(), 2, "a retry receipt and a nack 500 clear nothing");
+    n.send(b1, &good_ack(&msg));
+    assert_eq!(n.sim.queued(&b1j.to_string()).unwrap(), 1, "a plain ack clears the original");
+    n.send(b1, &good_ack(&msg));
+    assert_eq!(n.sim.queued(&b1j.to_string()).unwrap(), 0, "and the resend");
+    n.take(b1);
+
+    let (_, rang) = n.sim.phone_call(n.now, A, B).unwrap();
+    assert_eq!(rang, 1);
+    n.pump();
+    let calls: Vec<Node> = n.take(b1).into_iter().filter(|x| x.tag == "call").collect();
+    let kids: Vec<&str> = calls.iter().map(|c| c.child_nodes()[0].tag.as_str()).collect();
+    assert_eq!(kids, ["offer", "terminate"]);
+    assert_eq!(n.sim.stats().unacked, 2);
+    n.send(b1, &good_ack(&calls[0]));
+    n.advance(Duration::from_millis(1_500));
+    assert!(n.devs[b1].closed, "the unacked terminate ends the stream");
+    assert_eq!(n.sim.stats().ack_stream_errors, 1);
+    let got = n.login(b1);
+    assert_eq!(got[0].child("offline_preview").and_then(|p| p.attr_str("call")), Some("1"));
 }
 
 fn arb_stanza() -> impl proptest::strategy::Strategy<Value = Node> {

@@ -164,6 +164,8 @@ fn write_str(out: &mut Vec<u8>, mut s: &str) {
         // Baileys drops an `_agent` suffix from the user.
         let user = user_agent.split('_').next().unwrap_or(user_agent);
         if let Some(device) = device {
+            // Byte-identical to Baileys 6.7.21's text path (edge vector ad_jid_hosted_domain_0);
+            // typed JIDs (`write_jid`) carry the hosted domains.
             let domain = if server == "lid" { 1 } else { 0 };
             out.extend_from_slice(&[tag::AD_JID, domain, js_device_byte(device)]);
             // `user` holds no '@' (we split at the first one), so this recursion is one level.
@@ -182,15 +184,21 @@ fn write_str(out: &mut Vec<u8>, mut s: &str) {
 
 /// Writes a typed JID like Baileys writes its text form, except that device 0 means "no
 /// device" (so `JID_PAIR`) and the user is written verbatim (no `_agent` stripping).
-/// `AD_JID` domain is 1 for `lid` and 0 for every other server (Baileys 6.7.21, protocol
-/// §5.2); the device byte is the device mod 256.
+/// `AD_JID` domain is 1 for `lid`, 128 for `hosted`, 129 for `hosted.lid` (whatsmeow
+/// `binary/encoder.go` `writeJID`; Baileys 6.7.21 never writes hosted JIDs) and 0 for every
+/// other server (protocol §5.2); the device byte is the device mod 256.
 fn write_jid(out: &mut Vec<u8>, jid: &Jid) -> Result<(), EncodeError> {
     let server = jid.server.as_str();
     if server.is_empty() {
         return Err(EncodeError::EmptyJidServer { user: jid.user.clone() });
     }
     if jid.device != 0 {
-        let domain = if jid.server == Server::Lid { 1 } else { 0 };
+        let domain = match jid.server {
+            Server::Lid => 1,
+            Server::Hosted => 128,
+            Server::HostedLid => 129,
+            _ => 0,
+        };
         out.extend_from_slice(&[tag::AD_JID, domain, jid.device as u8]);
         write_str(out, &jid.user);
     } else {
@@ -341,7 +349,9 @@ mod tests {
         }
     }
 
-    /// Typed JIDs: device 0 is JID_PAIR, lid gets domain 1, others domain 0, device mod 256.
+    /// Typed JIDs: device 0 is JID_PAIR, lid gets domain 1, hosted 128 and hosted.lid 129
+    /// (so a hosted device JID survives the wire; whatsmeow's encoding), others domain 0,
+    /// device mod 256.
     #[test]
     fn typed_jid_forms() {
         let enc = |j: Jid| {
@@ -352,7 +362,8 @@ mod tests {
         assert_eq!(enc(Jid::server_jid(Server::User)), "fa0003");
         assert_eq!(enc(Jid::new("1234", Server::User).with_device(5)), "f70005ff021234");
         assert_eq!(enc(Jid::new("99", Server::Lid).with_device(3)), "f70103ff0199");
-        assert_eq!(enc(Jid::new("1", Server::Hosted).with_device(5)), "f7000555");
+        assert_eq!(enc(Jid::new("1", Server::Hosted).with_device(5)), "f7800555");
+        assert_eq!(enc(Jid::new("1", Server::HostedLid).with_device(99)), "f7816355");
         assert_eq!(enc(Jid::new("12345", Server::User).with_device(300)), "f7002cff8312345f");
         assert_eq!(enc(Jid::new("123", Server::Group)), "faff82123f1c");
         let mut out = Vec::new();

@@ -33,6 +33,7 @@ pub use send::SendError;
 
 use crate::wa::binary::{Node, marshal, unmarshal};
 use crate::wa::frame::{self, FrameDecoder};
+use crate::wa::message::ack_for;
 use crate::wa::noise::{ClientHandshake, ExpectServerHello, KeyPair, Transport, TrustAnchor};
 use crate::wa::pair::adv;
 use crate::wa::pair::code::{BundleRandom, PairCode, companion_bundle};
@@ -477,7 +478,10 @@ impl Client {
             Ok(pt) => match unmarshal(&pt) {
                 Ok(n) => n,
                 Err(e) => {
-                    return self.close(DisconnectReason::Protocol(ProtocolError::Decode(e.to_string())));
+                    // One stanza we cannot decode is skipped, as whatsmeow's handleFrame does:
+                    // closing would reconnect into the same stanza if it is queued offline.
+                    tracing::warn!(error = %e, len = pt.len(), "undecodable stanza skipped");
+                    return;
                 }
             },
             Err(_) => return self.close(DisconnectReason::Protocol(ProtocolError::Decrypt)),
@@ -543,7 +547,20 @@ impl Client {
                 }
             }
             "notification" => self.handle_notification(node),
+            // Calls (offer, terminate, …), app data and status stanzas: nothing to do here but
+            // the ack every server-pushed stanza needs (whatsmeow `call.go`, Baileys
+            // `handleCall`); unacked they stay pending and the server ends the stream.
+            "call" | "appdata" | "status" => self.ack_stanza(node),
             _ => {}
+        }
+    }
+
+    /// Acks `node` like the references: `class` = its tag, `to` = its `from`,
+    /// `participant`/`recipient`/`type` copied.
+    fn ack_stanza(&mut self, node: &Node) {
+        match ack_for(node) {
+            Ok(ack) => self.send_node(&ack),
+            Err(e) => tracing::warn!(tag = %node.tag, error = %e, "cannot ack stanza"),
         }
     }
 
@@ -567,13 +584,13 @@ impl Client {
     }
 
     fn handle_pair_device(&mut self, now: Instant, id: &str, pd: &Node) {
-        if self.creds.is_paired() {
-            return self.close(DisconnectReason::Protocol(ProtocolError::Unexpected(
-                "pair-device while paired".into(),
-            )));
-        }
         let ack = Node::new("iq").attr("to", server()).attr("id", id).attr("type", "result");
         self.send_node(&ack);
+        if self.creds.is_paired() {
+            // Never a reason to drop a linked connection (or to show a QR): answer, go on.
+            tracing::warn!("pair-device on a linked connection; ignored");
+            return;
+        }
         let refs: Vec<String> = pd
             .children_with_tag("ref")
             .filter_map(|r| {
@@ -745,18 +762,15 @@ impl Client {
     }
 
     fn handle_notification(&mut self, node: &Node) {
-        let ack = Node::new("ack")
-            .attr("class", "notification")
-            .attr("id", node.attr_str("id").unwrap_or_default())
-            .attr("to", server())
-            .attr("type", node.attr_str("type").unwrap_or_default());
         if node.attr_str("type") == Some("link_code_companion_reg")
             && let Some(reg) = node.child("link_code_companion_reg")
         {
             self.handle_primary_hello(reg);
         }
         self.handle_key_notification(node);
-        self.send_node(&ack);
+        // To the notification's `from` (a group, a contact, our own JID or the server),
+        // with `participant`/`type` echoed; an ack to the server alone does not clear it.
+        self.ack_stanza(node);
     }
 
     fn handle_primary_hello(&mut self, reg: &Node) {

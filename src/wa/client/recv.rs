@@ -16,11 +16,11 @@ use super::{
     Client, Delta, Event, MIN_PRE_KEYS, MessageStatus, Output, Pending, PreKey, ReceivedMessage, StatusUpdate,
 };
 use crate::wa::binary::Node;
-use crate::wa::message::ack::NACK_UNHANDLED_ERROR;
+use crate::wa::message::ack::NACK_PARSING_ERROR;
 use crate::wa::message::offline::OFFLINE_BATCH;
 use crate::wa::message::{
     DecodedMessage, Enc, EncType, InboundMessage, MessageContent, ReceiptType, RetryKeys, ack_for,
-    decode_plaintext, delivery_receipt, message_nack, offline_batch, parse_ack, parse_message, parse_receipt,
+    decode_plaintext, delivery_receipt, offline_batch, parse_ack, parse_message, parse_receipt,
     retry_receipt,
 };
 use crate::wa::noise::KeyPair;
@@ -33,6 +33,15 @@ use crate::wa::signal::{
 pub(crate) const MAX_RETRY_RECEIPTS: u32 = 5;
 /// Inbound retry counters kept (bounded; the count is also recovered from `<enc count>`).
 const RETRY_COUNTERS: usize = 1024;
+
+/// A `<message>` of a kind this client does not decode (rather than a malformed one): it
+/// carries `<plaintext>` (newsletters) or an `<enc>` of an unknown type.
+fn unhandled_kind(node: &Node) -> bool {
+    node.child("plaintext").is_some()
+        || node
+            .children_with_tag("enc")
+            .any(|e| e.attr_str("type").is_some_and(|t| EncType::from_attr(t).is_none()))
+}
 
 /// What decrypting one stanza gave.
 #[derive(Default)]
@@ -49,10 +58,16 @@ impl Client {
         let msg = match parse_message(node) {
             Ok(m) => m,
             Err(e) => {
-                tracing::warn!("undecodable message stanza; nacked");
-                tracing::debug!(error = %e, "undecodable message stanza");
+                // Kinds we have no decoder for (an unknown `enc` type such as Meta AI's
+                // `msmsg`, a `<plaintext>` newsletter message) are acked so the server drops
+                // them, as Baileys acks `msmsg`; only a malformed stanza is nacked.
+                let unhandled = unhandled_kind(node);
+                tracing::warn!(unhandled, "message stanza we cannot parse; acked");
+                tracing::debug!(error = %e, "unparsed message stanza");
                 if let Ok(mut ack) = ack_for(node) {
-                    ack.set_attr("error", "487");
+                    if !unhandled {
+                        ack.set_attr("error", NACK_PARSING_ERROR.to_string());
+                    }
                     self.send_node(&ack);
                 }
                 return;
@@ -72,7 +87,14 @@ impl Client {
         let out = self.decrypt_all(&msg);
         if let Some(reason) = out.failure {
             tracing::warn!(msg_id = %msg.id, reason, offline = msg.offline, "message decrypt failed; retry receipt");
-            return self.send_retry_receipt(&msg, out.changes);
+            self.send_retry_receipt(&msg, out.changes);
+            // Then a plain ack, as whatsmeow does (message.go decryptMessages): the retry
+            // receipt alone leaves the stanza pending on the server, which redelivers it at
+            // every login and ends the stream over it; a resend comes back with the same id.
+            if let Ok(ack) = ack_for(node) {
+                self.send_node(&ack);
+            }
+            return;
         }
         // Our phone's answer to a placeholder request: the messages it carries, as received.
         let from_own_phone =
@@ -266,9 +288,11 @@ impl Client {
         let count = *counter;
         if count > MAX_RETRY_RECEIPTS {
             // The counter stays (bounded): a redelivery on a later connection gets the final
-            // answer again instead of starting over at count 1.
+            // answer again instead of starting over at count 1. No nack 500: the server keeps a
+            // nacked stanza pending and withholds the rest of the offline queue behind it
+            // (Baileys#2779); the caller's plain ack drops it.
             tracing::warn!(msg_id = %msg.id, "message stays undecryptable; giving up");
-            return self.send_node(&message_nack(msg, NACK_UNHANDLED_ERROR));
+            return;
         }
         let keys = if count >= 2 { self.retry_keys() } else { None };
         let receipt = retry_receipt(msg, count, self.creds.registration_id, keys.as_ref());

@@ -144,8 +144,22 @@ pub(crate) fn parse_recipient(to: &str) -> Result<Jid, SendError> {
     }
 }
 
+/// Device number of a hosted (Cloud API) device; the device-list cache keeps hosted devices
+/// by this number only.
+const HOSTED_DEVICE: u16 = 99;
+
 fn is_hosted(d: &Jid) -> bool {
-    matches!(d.server, Server::Hosted | Server::HostedLid) || d.device == 99
+    matches!(d.server, Server::Hosted | Server::HostedLid) || d.device == HOSTED_DEVICE
+}
+
+/// The JID of device `d` of `user`: a hosted device lives on the hosted servers.
+fn device_of(user: &Jid, d: u16) -> Jid {
+    if d == HOSTED_DEVICE {
+        let server = if user.server == Server::Lid { Server::HostedLid } else { Server::Hosted };
+        Jid::new(user.user.as_str(), server).with_device(d)
+    } else {
+        user.clone().with_device(d)
+    }
 }
 
 /// Why a job failed: the text for `Status(Failed)` and whether retrying later may help.
@@ -322,8 +336,12 @@ impl Client {
                 devices.insert(0, 0);
             }
             for d in devices {
-                let jid = user.clone().with_device(d);
-                if jid == own || is_hosted(&jid) || out.contains(&jid) {
+                let jid = device_of(user, d);
+                // Hosted (Cloud API) devices get 1:1 messages but never group messages
+                // (whatsmeow `sendGroup` drops them; `sendDM` keeps them).
+                let hosted_in_group =
+                    is_hosted(&jid) && !matches!(job.kind, JobKind::Direct | JobKind::Resend { .. });
+                if jid == own || hosted_in_group || out.contains(&jid) {
                     continue;
                 }
                 out.push(jid);
@@ -382,7 +400,14 @@ impl Client {
                 Ok(users) => {
                     let mut changes = Vec::new();
                     for u in users {
-                        let devices = u.devices.iter().filter(|d| !is_hosted(d)).map(|d| d.device).collect();
+                        // Hosted devices are kept (by their number) for 1:1 sends; a hosted
+                        // device under any other number cannot be cached and is dropped.
+                        let devices = u
+                            .devices
+                            .iter()
+                            .filter(|d| !is_hosted(d) || d.device == HOSTED_DEVICE)
+                            .map(|d| d.device)
+                            .collect();
                         self.msg.keys.put_devices(&u.user.to_string(), devices, now, &mut changes);
                     }
                     if let Some(job) = self.msg.jobs.get_mut(&n) {

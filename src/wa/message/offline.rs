@@ -41,14 +41,14 @@ pub fn offline_batch(count: u32) -> Node {
 }
 
 /// Server (simulator): the preview sent after the passive/active iq.
-pub fn offline_preview(messages: u64, receipts: u64, notifications: u64) -> Node {
-    let count = messages.saturating_add(receipts).saturating_add(notifications);
+pub fn offline_preview(messages: u64, receipts: u64, notifications: u64, calls: u64) -> Node {
+    let count = messages.saturating_add(receipts).saturating_add(notifications).saturating_add(calls);
     Node::new("ib").attr("from", Server::User.as_str()).children([Node::new("offline_preview")
         .attr("count", count.to_string())
         .attr("message", messages.to_string())
         .attr("receipt", receipts.to_string())
         .attr("notification", notifications.to_string())
-        .attr("call", "0")])
+        .attr("call", calls.to_string())])
 }
 
 /// Server (simulator): the end marker `<ib><offline count/></ib>`.
@@ -95,12 +95,12 @@ mod tests {
             &offline_batch(OFFLINE_BATCH),
         );
         assert_eq!(
-            parse_ib(&offline_preview(1, 2, 3)).unwrap(),
+            parse_ib(&offline_preview(1, 2, 3, 0)).unwrap(),
             vec![IbEvent::Preview { count: 6, messages: 1, receipts: 2, notifications: 3 }]
         );
         assert_shape(
             r#"{"tag":"ib","attrs":{"from":"s.whatsapp.net"},"content":[{"tag":"offline_preview","attrs":{"count":"1","message":"1","receipt":"0","notification":"0","call":"0"}}]}"#,
-            &offline_preview(1, 0, 0),
+            &offline_preview(1, 0, 0, 0),
         );
         assert_shape(
             r#"{"tag":"ib","attrs":{"from":"s.whatsapp.net"},"content":[{"tag":"offline","attrs":{"count":"1"}}]}"#,

@@ -95,12 +95,18 @@ pub fn parse_device_query(iq: &Node) -> Result<(String, Vec<Jid>), StanzaError> 
 }
 
 /// Server side: the usync answer for `users` (simulator). Device 0 is listed bare; other
-/// devices get `key-index` = their device number so Baileys keeps them.
+/// devices get `key-index` = their device number so Baileys keeps them; a device on the hosted
+/// servers (Cloud API) is marked `is_hosted="true"`.
 pub fn device_result(iq_id: &str, sid: &str, users: &[UserDevices]) -> Node {
     let list = users.iter().map(|u| {
         let devices = u.devices.iter().map(|d| {
             let n = Node::new("device").attr("id", d.device.to_string());
-            if d.device == 0 { n } else { n.attr("key-index", d.device.to_string()) }
+            let n = if d.device == 0 { n } else { n.attr("key-index", d.device.to_string()) };
+            if matches!(d.server, Server::Hosted | Server::HostedLid) {
+                n.attr("is_hosted", "true")
+            } else {
+                n
+            }
         });
         Node::new("user")
             .attr("jid", u.user.to_non_ad())

@@ -380,7 +380,7 @@ impl Net {
     pub(super) fn reconnect(&mut self, i: usize) {
         self.devs[i].online = true;
         let n = self.devs[i].queue.len() as u64;
-        self.push_to_client(i, &offline_preview(n, 0, 0));
+        self.push_to_client(i, &offline_preview(n, 0, 0, 0));
         self.drive();
     }
 

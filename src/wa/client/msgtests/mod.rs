@@ -245,8 +245,8 @@ fn corrupted_ciphertext_retry_round_trip() {
     check_all(&net);
 }
 
-/// Retry receipts from count 2 carry keys (a fresh prekey persisted before the receipt);
-/// after the last allowed retry the message is nacked, never acked silently.
+/// Retry receipts from count 2 carry keys (a fresh prekey persisted before the receipt); each
+/// is followed by a plain ack, and after the last allowed retry only the ack goes out.
 #[test]
 fn retry_receipt_counts_and_keys() {
     let mut net = Net::new();
@@ -260,20 +260,32 @@ fn retry_receipt_counts_and_keys() {
         kids[0].content = crate::wa::binary::Content::Bytes(vec![0x33, 1, 2, 3]);
     }
     for n in 1..=6 {
+        let before = net.devs[b1].log.len();
         net.devs[b1].client.handle_message(net.now, &bad);
         net.drive();
-        let last = net.devs[b1]
-            .log
+        let sent: Vec<Node> = net.devs[b1].log[before..]
             .iter()
-            .rev()
-            .find_map(|l| if let Log::Send(s) = l { Some(s.clone()) } else { None })
-            .unwrap();
+            .filter_map(|l| if let Log::Send(s) = l { Some(s.clone()) } else { None })
+            .collect();
+        // Every delivery ends with a plain ack to the stanza's `from` (whatsmeow: retry
+        // receipt, then ack); never the nack 500 that pins it on the server.
+        let last = sent.last().unwrap();
+        assert_eq!(
+            (last.tag.as_str(), last.attr_str("id"), last.attr_value("error")),
+            ("ack", Some("K1"), None)
+        );
+        assert_eq!(
+            last.attr_value("to").map(ToString::to_string),
+            bad.attr_value("from").map(ToString::to_string)
+        );
+        let retry = sent.iter().find(|s| s.tag == "receipt");
         if n <= 5 {
-            assert_eq!(last.attr_str("type"), Some("retry"));
-            assert_eq!(last.child("retry").unwrap().attr_str("count"), Some(n.to_string().as_str()));
-            assert_eq!(last.child("keys").is_some(), n >= 2);
+            let retry = retry.unwrap();
+            assert_eq!(retry.attr_str("type"), Some("retry"));
+            assert_eq!(retry.child("retry").unwrap().attr_str("count"), Some(n.to_string().as_str()));
+            assert_eq!(retry.child("keys").is_some(), n >= 2);
         } else {
-            assert_eq!((last.tag.as_str(), last.attr_str("error")), ("ack", Some("500")));
+            assert!(retry.is_none(), "no retry receipt after the last allowed one");
         }
     }
     // The keys' prekey was persisted (and the counter advanced) before the receipt.
@@ -651,6 +663,121 @@ fn low_prekey_notification_refills() {
     assert!(log[..upload].iter().any(|l| matches!(l, Log::Persist(Delta::PreKeys(_)))));
 }
 
+/// The last stanza client `i` sent.
+fn last_sent(net: &Net, i: usize) -> Node {
+    net.devs[i]
+        .log
+        .iter()
+        .rev()
+        .find_map(|l| if let Log::Send(s) = l { Some(s.clone()) } else { None })
+        .unwrap()
+}
+
+fn text(n: &Node, k: &str) -> Option<String> {
+    n.attr_value(k).map(ToString::to_string)
+}
+
+/// Notifications are acked like the references do it: to the notification's `from` (a group,
+/// a contact, our own JID), with `participant` and `type` echoed (issue 13: the ack used to
+/// go to `@s.whatsapp.net`, which leaves it pending on the server).
+#[test]
+fn notification_ack_goes_to_from_with_participant() {
+    let mut net = Net::new();
+    let a1 = net.companion(A, 1);
+    let cases = [
+        ("120363000000000001@g.us", Some("15550000002@s.whatsapp.net"), "w:gp2"),
+        ("15550000002@s.whatsapp.net", None, "devices"),
+        ("15550000001@s.whatsapp.net", None, "account_sync"),
+        ("s.whatsapp.net", None, "encrypt"),
+    ];
+    for (i, (from, participant, kind)) in cases.into_iter().enumerate() {
+        let mut n = Node::new("notification")
+            .attr("from", from)
+            .attr("id", format!("N{i}"))
+            .attr("type", kind)
+            .attr("t", "5");
+        if let Some(p) = participant {
+            n.set_attr("participant", p);
+        }
+        net.devs[a1].client.handle_node(net.now, &n);
+        net.drive();
+        let ack = last_sent(&net, a1);
+        assert_eq!(ack.tag, "ack", "{kind}");
+        assert_eq!(
+            (text(&ack, "class"), text(&ack, "id"), text(&ack, "to")),
+            (Some("notification".into()), Some(format!("N{i}")), Some(from.to_owned())),
+            "{kind}"
+        );
+        assert_eq!(
+            (text(&ack, "participant").as_deref(), text(&ack, "type").as_deref()),
+            (participant, Some(kind))
+        );
+    }
+}
+
+/// `<call>` (every child: offer, terminate, …), `<appdata>` and `<status>` stanzas are acked
+/// with `class` = their tag, to their `from`, `type` echoed; presence and chatstate are not.
+#[test]
+fn call_appdata_status_are_acked() {
+    let mut net = Net::new();
+    let a1 = net.companion(A, 1);
+    let from = "15550000002@s.whatsapp.net";
+    for (i, (tag, child)) in [
+        ("call", "offer"),
+        ("call", "relaylatency"),
+        ("call", "terminate"),
+        ("appdata", "x"),
+        ("status", "enc"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let n = Node::new(tag)
+            .attr("from", from)
+            .attr("id", format!("C{i}"))
+            .attr("t", "5")
+            .children([Node::new(child).attr("call-id", "CID")]);
+        net.devs[a1].client.handle_node(net.now, &n);
+        net.drive();
+        let ack = last_sent(&net, a1);
+        assert_eq!(
+            (ack.tag.as_str(), text(&ack, "class"), text(&ack, "id"), text(&ack, "to")),
+            ("ack", Some(tag.to_owned()), Some(format!("C{i}")), Some(from.to_owned())),
+            "{tag}/{child}"
+        );
+    }
+    let before = net.devs[a1].sent("ack").len();
+    for tag in ["presence", "chatstate"] {
+        net.devs[a1].client.handle_node(net.now, &Node::new(tag).attr("from", from).attr("id", "P"));
+    }
+    net.drive();
+    assert_eq!(net.devs[a1].sent("ack").len(), before, "presence and chatstate are not acked");
+}
+
+/// An `<enc>` of a type we do not decode (Meta AI `msmsg`) and a `<plaintext>` newsletter
+/// message are acked (no `error`), not nacked 487; a malformed message still is.
+#[test]
+fn unknown_enc_and_plaintext_are_acked_not_nacked() {
+    let mut net = Net::new();
+    let a1 = net.companion(A, 1);
+    let msg = |id: &str, from: &str| Node::new("message").attr("id", id).attr("from", from).attr("t", "5");
+    let unknown = msg("E1", "15550000002@s.whatsapp.net")
+        .children([Node::new("enc").attr("v", "2").attr("type", "msmsg").bytes(vec![1, 2, 3])]);
+    let news = msg("E2", "120363000000000777@newsletter")
+        .attr("type", "text")
+        .children([Node::new("plaintext").bytes(vec![0x0a, 0x01, 0x41])]);
+    for n in [&unknown, &news] {
+        net.devs[a1].client.handle_node(net.now, n);
+        net.drive();
+        let ack = last_sent(&net, a1);
+        assert_eq!((ack.tag.as_str(), text(&ack, "id"), text(&ack, "error")), ("ack", text(n, "id"), None));
+        assert_eq!((text(&ack, "class"), text(&ack, "to")), (Some("message".into()), text(n, "from")));
+    }
+    net.devs[a1].client.handle_node(net.now, &msg("E3", "15550000002@s.whatsapp.net"));
+    net.drive();
+    assert_eq!(text(&last_sent(&net, a1), "error").as_deref(), Some("487"), "malformed: nacked");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
     /// Arbitrary bytes inside an `<enc>` (any type) never panic the receive path, and each
@@ -666,10 +793,20 @@ proptest! {
             n.set_attr("participant", "15550000002:1@s.whatsapp.net");
         }
         let n = n.children([Node::new("enc").attr("v", "2").attr("type", t).bytes(bytes)]);
-        let sent_before = net.devs[a1].sent("receipt").len() + net.devs[a1].sent("ack").len();
+        let before = net.devs[a1].log.len();
         net.devs[a1].client.handle_message(net.now, &n);
         net.drive();
-        let sent_after = net.devs[a1].sent("receipt").len() + net.devs[a1].sent("ack").len();
-        prop_assert_eq!(sent_after, sent_before + 1);
+        let answers: Vec<Node> = net.devs[a1].log[before..]
+            .iter()
+            .filter_map(|l| if let Log::Send(s) = l { Some(s.clone()) } else { None })
+            .filter(|s| s.tag == "receipt" || s.tag == "ack")
+            .collect();
+        // Cleared on the server: a receipt, or a plain ack (after at most one retry receipt).
+        let clears = |s: &Node| {
+            (s.tag == "receipt" && s.attr_str("type") != Some("retry"))
+                || (s.tag == "ack" && s.attr_value("error").is_none())
+        };
+        prop_assert_eq!(answers.iter().filter(|s| clears(s)).count(), 1, "{:?}", answers);
+        prop_assert!(answers.len() <= 2, "{:?}", answers);
     }
 }

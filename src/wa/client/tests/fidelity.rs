@@ -7,7 +7,7 @@ use crate::sim::Settings;
 use crate::wa::version::WaVersion;
 
 fn floor(p: &mut Pair, min: Option<WaVersion>) {
-    p.sim.set_settings(Settings { min_version: min });
+    p.sim.set_settings(Settings { min_version: min, ..Settings::default() });
 }
 
 fn refused_405(p: &Pair) -> u64 {
@@ -86,4 +86,29 @@ fn presence_with_push_name_after_login() {
     p.connect();
     p.run_until("ready", |p| p.has_event(|e| matches!(e, Event::Ready { .. })));
     assert_eq!(seen(&p), Some(("unavailable".to_owned(), Some("Configured".to_owned()))));
+}
+
+/// A contact with a hosted (Cloud API) device: a 1:1 message reaches it (as well as the
+/// contact's phone), a group message does not (the group copy goes to the phone only); the
+/// hosted device never fails to decrypt.
+#[test]
+fn hosted_device_gets_one_to_one_not_group() {
+    const BIZ: &str = "15550002222";
+    let mut p = Pair::new(23);
+    p.sim.add_phone(BIZ, "Biz").unwrap();
+    assert_eq!(p.sim.add_hosted_device(BIZ).unwrap(), format!("{BIZ}:99@hosted"));
+    p.pair_and_login();
+
+    p.client.send_text(p.now, "3EB0HOSTED1", BIZ, "to the business").unwrap();
+    p.run_until("1:1 delivered to the phone", |p| !p.sim.phone_inbox(BIZ).unwrap().is_empty());
+    let hosted = p.sim.hosted_inbox(BIZ).unwrap();
+    assert_eq!(hosted.len(), 1, "the hosted device got the 1:1 message");
+    assert_eq!(hosted[0].text.as_deref(), Some("to the business"));
+
+    let group = p.sim.create_group(p.now, "g", &[PHONE.to_owned(), BIZ.to_owned()]).unwrap();
+    p.client.send_text(p.now, "3EB0HOSTED2", &group, "to the group").unwrap();
+    p.run_until("group delivered to the phone", |p| p.sim.phone_inbox(BIZ).unwrap().len() == 2);
+    assert_eq!(p.sim.hosted_inbox(BIZ).unwrap().len(), 1, "no group copy for the hosted device");
+    let stats = p.sim.stats();
+    assert_eq!((stats.hosted_decrypted, stats.phone_decrypt_failures, stats.hosted_group_copies), (1, 0, 0));
 }
