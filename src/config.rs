@@ -8,6 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::host::egress::EgressPolicy;
 use crate::host::outbox::pacing::Pacing;
 use crate::host::version::VersionSetting;
 use crate::host::webhook::WebhookConfig;
@@ -16,15 +17,18 @@ use crate::wa::client::KEEPALIVE_INTERVAL;
 use crate::wa::noise::TrustAnchor;
 use crate::wa::version::{DeviceName, WaVersion};
 
-/// Flags of `staylinked run` (each mirrors an env var; `--help` lists them).
-#[derive(Debug, Clone, clap::Args)]
+/// Flags of `staylinked run` (each mirrors an env var; `--help` lists them). Its `Debug`
+/// output leaves the keys out.
+#[derive(Clone, clap::Args)]
 pub struct RunArgs {
     /// HTTP port of the API and health checks.
     #[arg(long, env = "PORT", default_value_t = 8080)]
     pub port: u16,
-    /// Address to bind the HTTP server on.
-    #[arg(long, env = "STAYLINKED_BIND", default_value = "0.0.0.0")]
-    pub bind: IpAddr,
+    /// Address to bind the HTTP server on. Default: 0.0.0.0 when an API key is set (or
+    /// STAYLINKED_INSECURE_NO_AUTH=1), else 127.0.0.1 only. A non-loopback address without an
+    /// API key refuses to start unless STAYLINKED_INSECURE_NO_AUTH=1.
+    #[arg(long, env = "STAYLINKED_BIND")]
+    pub bind: Option<IpAddr>,
     /// Store backend: firestore | embedded | memory. Default: firestore when
     /// GOOGLE_CLOUD_PROJECT or FIRESTORE_EMULATOR_HOST is set, else embedded.
     #[arg(long, env = "STAYLINKED_STORE")]
@@ -32,10 +36,19 @@ pub struct RunArgs {
     /// Embedded store file (redb). Default ./data/staylinked.redb.
     #[arg(long, env = "STAYLINKED_STORE_PATH")]
     pub store_path: Option<PathBuf>,
-    /// API key required on /v1 routes (X-API-Key or Authorization: Bearer). Unset: the API is
-    /// open (log warns).
+    /// API key required on /v1 routes (X-API-Key or Authorization: Bearer): at least 32
+    /// printable ASCII characters (surrounding whitespace and newlines are trimmed). Unset: the
+    /// API serves 127.0.0.1 only. Prefer the env var (flags show in the process list).
     #[arg(long, env = "STAYLINKED_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+    /// Key required on GET /metrics (same headers and rules as the API key). Unset: /metrics is
+    /// open to whoever reaches the port.
+    #[arg(long, env = "STAYLINKED_METRICS_KEY", hide_env_values = true)]
+    pub metrics_key: Option<String>,
+    /// Serve the API without a key on a non-loopback address (an open API: anyone who reaches
+    /// the port controls every tenant). Only for networks you fully trust.
+    #[arg(long, env = "STAYLINKED_INSECURE_NO_AUTH", default_value_t = false, value_parser = clap::builder::BoolishValueParser::new())]
+    pub insecure_no_auth: bool,
     /// Master key for secrets at rest: base64 of 32 random bytes. Required for Firestore;
     /// the embedded store creates a key file beside its database when unset.
     #[arg(long, env = "STAYLINKED_MASTER_KEY", hide_env_values = true)]
@@ -118,6 +131,25 @@ pub struct RunArgs {
     /// Webhooks: longest retry delay.
     #[arg(long, env = "STAYLINKED_WEBHOOK_RETRY_MAX", default_value = "5m", value_parser = parse_duration)]
     pub webhook_retry_max: Duration,
+    /// Webhooks: allow plain http and private, loopback and link-local destinations (local
+    /// development and tests only; by default only https to public addresses).
+    #[arg(long, env = "STAYLINKED_WEBHOOK_ALLOW_PRIVATE", default_value_t = false, value_parser = clap::builder::BoolishValueParser::new())]
+    pub webhook_allow_private: bool,
+}
+
+impl std::fmt::Debug for RunArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunArgs")
+            .field("port", &self.port)
+            .field("bind", &self.bind)
+            .field("store", &self.store)
+            .field("store_path", &self.store_path)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("metrics_key", &self.metrics_key.as_ref().map(|_| "<redacted>"))
+            .field("master_key", &self.master_key.as_ref().map(|_| "<redacted>"))
+            .field("wa_url", &self.wa_url)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Log output format.
@@ -147,15 +179,17 @@ pub enum ConfigError {
     Store(#[source] StoreError),
 }
 
-/// Validated configuration of a host.
-#[derive(Debug, Clone)]
+/// Validated configuration of a host. Its `Debug` output redacts the keys.
+#[derive(Clone)]
 pub struct Config {
     /// HTTP listen address.
     pub listen: SocketAddr,
     /// Store backend.
     pub store: StoreConfig,
-    /// API key (`None`: open API).
+    /// API key (`None`: open API, which [`Config::from_args`] allows on loopback only).
     pub api_key: Option<String>,
+    /// Key of `GET /metrics` (`None`: open).
+    pub metrics_key: Option<String>,
     /// Master key (base64), when given.
     pub master_key: Option<String>,
     /// Older master keys (comma-separated base64) that still open values (rotation).
@@ -186,6 +220,85 @@ pub struct Config {
     pub pacing: Pacing,
     /// Webhook delivery settings.
     pub webhook: WebhookConfig,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |k: &Option<String>| if k.is_some() { "Some(<redacted>)" } else { "None" };
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("store", &self.store)
+            .field("api_key", &format_args!("{}", redacted(&self.api_key)))
+            .field("metrics_key", &format_args!("{}", redacted(&self.metrics_key)))
+            .field("master_key", &format_args!("{}", redacted(&self.master_key)))
+            .field("master_keys_old", &format_args!("{}", redacted(&self.master_keys_old)))
+            .field("wa_url", &self.wa_url)
+            .field("wa_trust", &self.wa_trust)
+            .field("wa_version", &self.wa_version)
+            .field("device_name", &self.device_name)
+            .field("shutdown_deadline", &self.shutdown_deadline)
+            .field("holder_id", &self.holder_id)
+            .field("hydrate_concurrency", &self.hydrate_concurrency)
+            .field("lease_ttl", &self.lease_ttl)
+            .field("held_retry", &self.held_retry)
+            .field("connect_stagger", &self.connect_stagger)
+            .field("keepalive", &self.keepalive)
+            .field("pacing", &self.pacing)
+            .field("webhook", &self.webhook)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Shortest API or metrics key accepted (characters; `openssl rand -hex 24` gives 48).
+pub const MIN_KEY_LEN: usize = 32;
+
+/// Validates an API or metrics key: surrounding whitespace (a trailing newline from a secret
+/// file) is trimmed; empty means unset; otherwise at least [`MIN_KEY_LEN`] printable ASCII
+/// characters without spaces (anything else could never be sent in a header).
+///
+/// # Errors
+/// [`ConfigError::Invalid`] naming `var`, never echoing the key.
+pub fn parse_key(var: &'static str, raw: Option<&str>) -> Result<Option<String>, ConfigError> {
+    let Some(k) = raw.map(str::trim).filter(|k| !k.is_empty()) else { return Ok(None) };
+    if !k.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ConfigError::Invalid {
+            var,
+            detail: "must be printable ASCII without spaces or control characters".into(),
+        });
+    }
+    if k.len() < MIN_KEY_LEN {
+        return Err(ConfigError::Invalid {
+            var,
+            detail: format!(
+                "is {} characters long; at least {MIN_KEY_LEN} are required (e.g. `openssl rand -hex 24`)",
+                k.len()
+            ),
+        });
+    }
+    Ok(Some(k.to_owned()))
+}
+
+/// The listen address: an explicit bind, else 0.0.0.0 with a key (or the explicit insecure
+/// opt-in) and 127.0.0.1 without. A non-loopback bind without a key is refused unless
+/// `insecure_no_auth`.
+///
+/// # Errors
+/// [`ConfigError::Invalid`] for `STAYLINKED_BIND` explaining the three ways out.
+pub fn listen_ip(bind: Option<IpAddr>, has_key: bool, insecure_no_auth: bool) -> Result<IpAddr, ConfigError> {
+    match bind {
+        Some(ip) if !has_key && !ip.is_loopback() && !insecure_no_auth => Err(ConfigError::Invalid {
+            var: "STAYLINKED_BIND",
+            detail: format!(
+                "{ip} is not a loopback address and STAYLINKED_API_KEY is not set, so anyone who reaches \
+                 the port would control every tenant; set STAYLINKED_API_KEY (at least {MIN_KEY_LEN} \
+                 characters), bind 127.0.0.1, or set STAYLINKED_INSECURE_NO_AUTH=1 to serve an open API \
+                 on purpose"
+            ),
+        }),
+        Some(ip) => Ok(ip),
+        None if has_key || insecure_no_auth => Ok(IpAddr::from([0, 0, 0, 0])),
+        None => Ok(IpAddr::from([127, 0, 0, 1])),
+    }
 }
 
 fn positive(var: &'static str, d: Duration) -> Result<Duration, ConfigError> {
@@ -317,16 +430,20 @@ impl Config {
             Some(k) => TrustAnchor { root_public: parse_root_key(k)?, root_serial: 0 },
             None => TrustAnchor::whatsapp(),
         };
+        let api_key = parse_key("STAYLINKED_API_KEY", a.api_key.as_deref())?;
+        let metrics_key = parse_key("STAYLINKED_METRICS_KEY", a.metrics_key.as_deref())?;
+        let ip = listen_ip(a.bind, api_key.is_some(), a.insecure_no_auth)?;
         let wa_version = parse_wa_version(&a.wa_version, &a.wa_version_url)?;
         let device_name = a
             .device_name
             .parse::<DeviceName>()
             .map_err(|e| ConfigError::Invalid { var: "STAYLINKED_DEVICE_NAME", detail: e.to_string() })?;
         Ok(Self {
-            listen: SocketAddr::new(a.bind, a.port),
+            listen: SocketAddr::new(ip, a.port),
             store,
-            api_key: a.api_key.clone().filter(|k| !k.is_empty()),
-            master_key: a.master_key.clone().filter(|k| !k.is_empty()),
+            api_key,
+            metrics_key,
+            master_key: a.master_key.as_deref().map(str::trim).filter(|k| !k.is_empty()).map(str::to_owned),
             master_keys_old: a.master_keys_old.clone().filter(|k| !k.trim().is_empty()),
             wa_url: a.wa_url.clone(),
             wa_trust,
@@ -357,17 +474,20 @@ impl Config {
                 retry_base: positive("STAYLINKED_WEBHOOK_RETRY_BASE", a.webhook_retry_base)?,
                 retry_max: positive("STAYLINKED_WEBHOOK_RETRY_MAX", a.webhook_retry_max)?
                     .max(a.webhook_retry_base),
+                egress: EgressPolicy { allow_private: a.webhook_allow_private },
             },
         })
     }
 
     /// A config for tests and the demo: memory store, open API, 127.0.0.1:0, the given
-    /// simulator.
+    /// simulator. Webhooks follow the production rules (https to public addresses only); tests
+    /// that post to a local listener set `webhook.egress.allow_private` themselves.
     pub fn for_simulator(wa_url: String, root_public: [u8; 32], holder_id: &str) -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             store: StoreConfig::Memory,
             api_key: None,
+            metrics_key: None,
             master_key: None,
             master_keys_old: None,
             wa_url,
@@ -394,6 +514,7 @@ impl Config {
                 timeout: Duration::from_secs(5),
                 retry_base: Duration::from_millis(50),
                 retry_max: Duration::from_secs(2),
+                egress: EgressPolicy { allow_private: false },
             },
         }
     }

@@ -51,6 +51,16 @@ enum Command {
     Rekey(Box<RunArgs>),
     /// Print the crate's protocol constants (intro header, dictionary version) and exit.
     Info,
+    /// Probe the local gateway's `/healthz` (the container HEALTHCHECK): exit 0 on 200, 1
+    /// otherwise. Uses PORT and STAYLINKED_BIND like `run` (127.0.0.1 for an unspecified bind).
+    Healthcheck {
+        /// Port of the gateway.
+        #[arg(long, env = "PORT", default_value_t = 8080)]
+        port: u16,
+        /// Address the gateway binds (`run`'s STAYLINKED_BIND).
+        #[arg(long, env = "STAYLINKED_BIND")]
+        bind: Option<std::net::IpAddr>,
+    },
     /// Run the WhatsApp server simulator (WebSocket `/ws/chat` + JSON `/admin` on one port).
     /// Prints one JSON line (`ws_url`, `admin_url`, `root_public_key`) when ready; runs until
     /// SIGINT/SIGTERM.
@@ -228,6 +238,7 @@ fn main() -> ExitCode {
         Some(Command::Sim { listen, min_version }) => {
             run_sim(listen, min_version).map(|()| ExitCode::SUCCESS)
         }
+        Some(Command::Healthcheck { port, bind }) => Ok(healthcheck(port, bind)),
         Some(Command::Chaos(args)) => chaos(*args),
         Some(Command::Bench {
             what: BenchCommand::Store { tenants, prekeys, sessions, commits, concurrency, out },
@@ -303,6 +314,27 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let summary = rt.block_on(staylinked::host::run(config, signals.cancelled_owned()))?;
     rt.shutdown_timeout(std::time::Duration::from_millis(200));
     Ok(if summary.clean { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// `staylinked healthcheck`: one `GET /healthz` over a plain socket, 3 s at most.
+fn healthcheck(port: u16, bind: Option<std::net::IpAddr>) -> ExitCode {
+    use std::io::{Read as _, Write as _};
+    let ip = bind.filter(|ip| !ip.is_unspecified()).unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+    let addr = std::net::SocketAddr::new(ip, port);
+    let timeout = std::time::Duration::from_secs(3);
+    let probe = || -> std::io::Result<bool> {
+        let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+        s.set_read_timeout(Some(timeout))?;
+        s.set_write_timeout(Some(timeout))?;
+        s.write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head)?;
+        Ok(head.starts_with(b"HTTP/1.") && &head[8..12] == b" 200")
+    };
+    match probe() {
+        Ok(true) => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
+    }
 }
 
 /// `staylinked rekey`.

@@ -12,7 +12,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// The longest tenant id we accept.
 pub const TENANT_ID_MAX_LEN: usize = 64;
 
-/// A validated tenant id: 1..=64 characters of `[a-z0-9_-]`.
+/// A validated tenant id: 1..=64 characters of `[a-z0-9_-]`, not of the reserved form `__x__`.
 ///
 /// The alphabet keeps the id safe as a Firestore document id, a redb key, a URL path segment
 /// and a log field without any escaping.
@@ -42,6 +42,9 @@ pub enum TenantIdError {
         /// Its byte offset.
         offset: usize,
     },
+    /// The id starts and ends with `__`, a form Firestore reserves (caller error).
+    #[error("tenant ids of the form __name__ are reserved")]
+    Reserved,
 }
 
 impl TenantId {
@@ -58,6 +61,11 @@ impl TenantId {
             .find(|(_, c)| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_' || *c == '-'))
         {
             return Err(TenantIdError::BadChar { ch, offset });
+        }
+        // Firestore reserves document ids matching `__.*__`; refuse them on every backend so
+        // an id that works on one store works on all.
+        if s.len() >= 4 && s.starts_with("__") && s.ends_with("__") {
+            return Err(TenantIdError::Reserved);
         }
         Ok(Self(Arc::from(s)))
     }
@@ -178,6 +186,12 @@ mod tests {
         assert_eq!(TenantId::new("aB"), Err(TenantIdError::BadChar { ch: 'B', offset: 1 }));
         assert!(matches!(TenantId::new("a/b"), Err(TenantIdError::BadChar { ch: '/', .. })));
         assert!(matches!(TenantId::new("é"), Err(TenantIdError::BadChar { .. })));
+        for reserved in ["__x__", "____", "__a-b__"] {
+            assert_eq!(TenantId::new(reserved), Err(TenantIdError::Reserved), "{reserved}");
+        }
+        for fine in ["__", "___", "__x", "x__", "_x_"] {
+            assert!(TenantId::new(fine).is_ok(), "{fine}");
+        }
     }
 
     /// Deserialising an invalid id fails instead of smuggling it past validation.

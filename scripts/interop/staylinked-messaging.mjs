@@ -153,16 +153,21 @@ const textOf = (m) => m?.conversation ?? m?.extendedTextMessage?.text ?? null;
 
 // ------------------------------------------------------------------ webhook receiver
 // Every delivery is kept raw until the secret is known (the first events can race the 201 of
-// POST /v1/tenants), then verified: signature over the raw body, timestamp and event-id headers
-// equal to the body's fields.
+// POST /v1/tenants), then verified: signature `t=<unix>,v1=<hmac(t + "." + raw body)>` with a
+// 5-minute tolerance, timestamp and event-id headers equal to the body's fields.
 const hooks = { secret: null, pending: [], seen: new Set(), events: [], bad: [] };
 const verifyHook = (h) => {
-  const mac = 'sha256=' + createHmac('sha256', hooks.secret).update(h.body).digest('hex');
-  const sig = h.headers['x-staylinked-signature'] || '';
+  const header = h.headers['x-staylinked-signature'] || '';
+  const parts = Object.fromEntries(header.split(',').map((p) => p.split('=', 2)));
+  const t = parts.t || '';
+  const sig = parts.v1 || '';
+  const mac = createHmac('sha256', hooks.secret).update(`${t}.`).update(h.body).digest('hex');
   if (sig.length !== mac.length || !timingSafeEqual(Buffer.from(mac), Buffer.from(sig))) {
-    hooks.bad.push(`bad signature ${JSON.stringify(sig)} on ${h.body.toString().slice(0, 120)}`);
+    hooks.bad.push(`bad signature ${JSON.stringify(header)} on ${h.body.toString().slice(0, 120)}`);
     return;
   }
+  if (Math.abs(Date.now() / 1000 - Number(t)) > 300) hooks.bad.push(`stale signature timestamp ${t}`);
+  if (t !== h.headers['x-staylinked-timestamp']) hooks.bad.push(`signed timestamp ${t} differs from the header`);
   let ev;
   try { ev = JSON.parse(h.body.toString('utf8')); } catch (e) { hooks.bad.push(`body is not JSON: ${e}`); return; }
   if (String(ev.timestamp) !== h.headers['x-staylinked-timestamp']) hooks.bad.push(`timestamp header mismatch on ${ev.id}`);
@@ -251,6 +256,8 @@ class StaylinkedParticipant {
       STAYLINKED_WEBHOOK_RETRY_BASE: '100ms',
       STAYLINKED_WEBHOOK_RETRY_MAX: '1s',
       STAYLINKED_WEBHOOK_TIMEOUT: '5s',
+      // The receiver is this script on 127.0.0.1 over plain http.
+      STAYLINKED_WEBHOOK_ALLOW_PRIVATE: '1',
       STAYLINKED_SHUTDOWN_DEADLINE: '8s',
     });
     const proc = spawnChild(`gateway#${this.starts}`, ['run'], env, gatewayLog);

@@ -1,11 +1,12 @@
-//! The HTTP API (axum): health (`/healthz`, `/readyz`), `/metrics`, and the `/v1/tenants`
-//! routes behind API-key auth. JSON errors with stable codes ([`error::ApiError`]).
+//! The HTTP API (axum): health (`/healthz`, `/readyz`), `/metrics` (behind the metrics key when
+//! one is set), and the `/v1/tenants` routes behind API-key auth. JSON errors with stable codes ([`error::ApiError`]).
 //!
 //! Handlers only read tenant views and send commands to tenant actors; no handler starts a
 //! connection by itself, and health/status reads never touch the store or a socket.
 
 pub mod auth;
 pub mod error;
+pub mod listener;
 mod messages;
 pub mod qr;
 mod routes;
@@ -35,15 +36,36 @@ pub fn router(registry: Arc<Registry>) -> Router {
         .route("/v1/tenants/{id}/pair-code", get(routes::pair_code))
         .route("/v1/tenants/{id}/logout", post(routes::logout))
         .route_layer(middleware::from_fn_with_state(Arc::clone(&registry), auth::require_key));
+    let metrics = Router::new()
+        .route("/metrics", get(routes::metrics))
+        .route_layer(middleware::from_fn_with_state(Arc::clone(&registry), auth::require_metrics_key));
     Router::new()
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))
-        .route("/metrics", get(routes::metrics))
+        .merge(metrics)
         .merge(v1)
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(middleware::from_fn(request_deadline))
         .layer(middleware::from_fn(request_span))
         .with_state(registry)
+}
+
+/// Longest time one request may take, body upload included (handlers wait at most 10 s for a
+/// tenant actor).
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Answers 408 `request_timeout` to a request (body included) that takes longer than
+/// [`REQUEST_TIMEOUT`].
+async fn request_deadline(req: Request, next: Next) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => axum::response::IntoResponse::into_response(error::ApiError::new(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "the request took too long",
+        )),
+    }
 }
 
 static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
@@ -63,6 +85,8 @@ async fn request_span(req: Request, next: Next) -> Response {
 /// Serves the API on `listener` until `stop` is cancelled.
 pub async fn serve(listener: tokio::net::TcpListener, registry: Arc<Registry>, stop: CancellationToken) {
     let app = router(registry);
+    let listener =
+        listener::LimitedListener::new(listener, listener::MAX_CONNECTIONS, listener::IDLE_TIMEOUT);
     let r = axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await;
     if let Err(e) = r {
         tracing::error!(error = %e, "http server failed");

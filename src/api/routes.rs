@@ -16,6 +16,7 @@ use super::error::ApiError;
 use super::qr;
 use crate::host::Registry;
 use crate::host::clock;
+use crate::host::egress::{self, EgressPolicy};
 use crate::host::state::{CommandError, LinkMethod, TenantCommand, TenantView};
 use crate::host::supervisor::CreateError;
 use crate::host::tenant::TenantHandle;
@@ -179,15 +180,17 @@ fn with_secret(view: &TenantView, secret: Option<String>) -> ApiResult<serde_jso
 /// Longest webhook URL accepted (it is stored in the status doc).
 const WEBHOOK_URL_MAX: usize = 2048;
 
-/// Checks a webhook URL: absolute `http`/`https` with a host, no spaces or control characters,
-/// at most [`WEBHOOK_URL_MAX`] bytes. Returns it trimmed.
-fn validate_webhook_url(raw: &str) -> ApiResult<String> {
+/// Checks a webhook URL: at most [`WEBHOOK_URL_MAX`] bytes without spaces or control
+/// characters, then the egress rules (`host::egress`: https to a public address, resolved now;
+/// with `STAYLINKED_WEBHOOK_ALLOW_PRIVATE=1` also http and private addresses). Returns it
+/// trimmed.
+async fn validate_webhook_url(raw: &str, policy: EgressPolicy) -> ApiResult<String> {
     let url = raw.trim();
     let bad = |why: &str| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_webhook_url",
-            format!("webhook_url must be an absolute http or https URL with a host: {why}"),
+            format!("webhook_url is not accepted: {why}"),
         )
     };
     if url.is_empty() {
@@ -199,15 +202,7 @@ fn validate_webhook_url(raw: &str) -> ApiResult<String> {
     if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(bad("it contains whitespace or control characters"));
     }
-    let uri: Uri = url.parse().map_err(|_| bad("it does not parse as a URL"))?;
-    match uri.scheme_str().map(str::to_ascii_lowercase).as_deref() {
-        Some("http" | "https") => {}
-        Some(other) => return Err(bad(&format!("scheme {other:?} is not http or https"))),
-        None => return Err(bad("it has no scheme")),
-    }
-    if uri.host().is_none_or(str::is_empty) {
-        return Err(bad("it has no host"));
-    }
+    egress::validate(url, policy).await.map_err(|e| bad(&e.to_string()))?;
     Ok(url.to_owned())
 }
 
@@ -216,7 +211,11 @@ pub(super) async fn create(State(reg): State<Arc<Registry>>, body: Bytes) -> Api
     writes_allowed(&reg)?;
     let b: CreateBody = json_body(&body)?;
     let id = parse_id(&b.id)?;
-    let webhook_url = b.webhook_url.as_deref().map(validate_webhook_url).transpose()?;
+    let policy = reg.ctx().config.webhook.egress;
+    let webhook_url = match b.webhook_url.as_deref() {
+        Some(u) => Some(validate_webhook_url(u, policy).await?),
+        None => None,
+    };
     if let Some(p) = &b.pacing {
         validate_pacing(&reg, p)?;
     }
@@ -293,7 +292,7 @@ pub(super) async fn patch(
     let (_, h) = handle(&reg, &id)?;
     let b: PatchBody = json_body(&body)?;
     let webhook_url = match b.webhook_url {
-        Some(Some(u)) => Some(Some(validate_webhook_url(&u)?)),
+        Some(Some(u)) => Some(Some(validate_webhook_url(&u, reg.ctx().config.webhook.egress).await?)),
         other => other,
     };
     if let Some(Some(p)) = &b.pacing {
@@ -437,11 +436,15 @@ pub(super) async fn delete(State(reg): State<Arc<Registry>>, Path(id): Path<Stri
 mod tests {
     use super::*;
 
-    /// http/https URLs with a host pass (trimmed); every other shape is `invalid_webhook_url`.
-    #[test]
-    fn webhook_url_validation() {
+    const DEV: EgressPolicy = EgressPolicy { allow_private: true };
+    const STRICT: EgressPolicy = EgressPolicy { allow_private: false };
+
+    /// Well-formed URLs pass (trimmed); every other shape is `invalid_webhook_url`. Private
+    /// and plain-http destinations pass only with `allow_private`.
+    #[tokio::test]
+    async fn webhook_url_validation() {
         for ok in ["https://example.com/h", "http://10.0.0.1:8080/x?y=1", "  HTTPS://a.b/c  "] {
-            let v = validate_webhook_url(ok).unwrap_or_else(|e| panic!("{ok:?} rejected: {e:?}"));
+            let v = validate_webhook_url(ok, DEV).await.unwrap_or_else(|e| panic!("{ok:?} rejected: {e:?}"));
             assert_eq!(v, ok.trim());
         }
         let long = format!("https://a.com/{}", "x".repeat(WEBHOOK_URL_MAX));
@@ -459,8 +462,25 @@ mod tests {
             "mailto:a@b.c",
             long.as_str(),
         ] {
-            let e = validate_webhook_url(bad).err().unwrap_or_else(|| panic!("{bad:?} accepted"));
+            let e = validate_webhook_url(bad, DEV).await.err().unwrap_or_else(|| panic!("{bad:?} accepted"));
             assert_eq!((e.status, e.code), (StatusCode::BAD_REQUEST, "invalid_webhook_url"), "{bad:?}");
+        }
+        for inside in [
+            "http://10.0.0.1:8080/x",
+            "https://10.0.0.1:8080/x",
+            "https://127.0.0.1:35967/admin/stats",
+            "https://169.254.169.254/computeMetadata/v1/",
+            "https://metadata.google.internal/",
+            "https://[::1]:18080/x",
+            "https://0x7f000001/",
+            "https://user:pass@example.com/",
+            "https://localhost/x",
+        ] {
+            let e = validate_webhook_url(inside, STRICT)
+                .await
+                .err()
+                .unwrap_or_else(|| panic!("{inside:?} accepted"));
+            assert_eq!((e.status, e.code), (StatusCode::BAD_REQUEST, "invalid_webhook_url"), "{inside:?}");
         }
     }
 }

@@ -229,7 +229,7 @@ impl Setup {
             bin: self.o.bin.clone(),
             env,
             port: gateway::free_port().map_err(io("picking a port"))?,
-            api_key: "bench-key".to_owned(),
+            api_key: "bench-key-0123456789abcdef0123456789".to_owned(),
             log: self.work.join(format!("gateway-{label}.log")),
         };
         Gateway::spawn(&spec).map_err(io(format!("starting {}", self.o.bin.display())))

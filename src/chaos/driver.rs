@@ -26,7 +26,7 @@ use crate::store::{Store, StoreError, SystemClock, crypt};
 use crate::types::TenantId;
 
 /// API key of every gateway of a run.
-const API_KEY: &str = "chaos-key";
+const API_KEY: &str = "chaos-key-0123456789abcdef0123456789";
 /// Timeout of one HTTP request.
 const REQ: Duration = Duration::from_secs(10);
 /// Poll interval of every wait.

@@ -5,10 +5,12 @@
 //! Submodules: [`supervisor`] (cold start, registry), [`tenant`] (the actor), `connection`
 //! (one socket), [`policy`] (pure reconnect table), [`lease`], [`persist`] (the only
 //! core↔store conversion), [`shutdown`], [`metrics`], [`state`] (views and commands),
-//! [`clock`], [`outbox`] (paced, persisted sends), [`webhook`] (signed event delivery). Must not contain protocol logic (that is `wa/`) or storage logic (`store/`).
+//! [`clock`], [`outbox`] (paced, persisted sends), [`webhook`] (signed event delivery),
+//! [`egress`] (which outbound URLs are allowed). Must not contain protocol logic (that is `wa/`) or storage logic (`store/`).
 
 pub mod clock;
 mod connection;
+pub mod egress;
 pub mod events;
 pub mod lease;
 pub mod metrics;

@@ -40,6 +40,8 @@ pub struct Progress {
     pub connected: u64,
     /// Tenants whose state failed to load (state `error`).
     pub failed: u64,
+    /// Tenant documents skipped because their id is not a valid tenant id (logged once each).
+    pub skipped: u64,
 }
 
 /// Why a tenant could not be created.
@@ -68,6 +70,7 @@ pub struct Registry {
     total: AtomicU64,
     hydrated: AtomicU64,
     failed: AtomicU64,
+    skipped: AtomicU64,
     ready: AtomicBool,
     accepting: AtomicBool,
 }
@@ -116,6 +119,7 @@ impl Registry {
             hydrated: self.hydrated.load(Ordering::SeqCst),
             connected,
             failed: self.failed.load(Ordering::SeqCst),
+            skipped: self.skipped.load(Ordering::SeqCst),
         }
     }
 
@@ -239,13 +243,29 @@ impl Host {
             .map_err(|source| HostError::Bind { addr: config.listen, source })?;
         let api_addr =
             listener.local_addr().map_err(|source| HostError::Bind { addr: config.listen, source })?;
-        if config.api_key.is_none() {
-            tracing::warn!("STAYLINKED_API_KEY is not set: the /v1 API is open to anyone who can reach it");
+        match (config.api_key.is_some(), api_addr.ip().is_loopback()) {
+            (true, _) => {}
+            (false, true) => tracing::warn!(
+                addr = %api_addr,
+                "STAYLINKED_API_KEY is not set: the API listens on {} only (set STAYLINKED_API_KEY to serve other hosts)",
+                api_addr.ip()
+            ),
+            (false, false) => tracing::error!(
+                addr = %api_addr,
+                "STAYLINKED_API_KEY is not set and STAYLINKED_INSECURE_NO_AUTH is on: the /v1 API is open to anyone who can reach {}",
+                api_addr
+            ),
         }
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("staylinked-webhook/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(HostError::Http)?;
+        if config.webhook.egress.allow_private {
+            tracing::warn!(
+                "STAYLINKED_WEBHOOK_ALLOW_PRIVATE is on: webhooks may use plain http and reach private, loopback and link-local addresses"
+            );
+        }
+        let http = super::egress::client(
+            config.webhook.egress,
+            concat!("staylinked-webhook/", env!("CARGO_PKG_VERSION")),
+        )
+        .map_err(HostError::Http)?;
         let webhooks = Arc::new(super::webhook::Dispatcher::new());
         let wa_version = super::version::VersionSource::new(config.wa_version.clone());
         let ctx = Arc::new(Ctx {
@@ -267,6 +287,7 @@ impl Host {
             total: AtomicU64::new(0),
             hydrated: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
             ready: AtomicBool::new(false),
             accepting: AtomicBool::new(true),
         });
@@ -352,6 +373,26 @@ impl Host {
     }
 }
 
+/// Reports, once per cold start, tenant documents whose id is not a valid tenant id (another
+/// application's documents in a shared collection, a console edit): each is logged and counted in
+/// `/readyz` (`skipped`), and the other tenants start as usual.
+async fn report_invalid_ids(registry: &Registry) {
+    match registry.ctx.store.invalid_tenant_ids().await {
+        Ok(ids) => {
+            for id in &ids {
+                // The id is foreign data: escaped and cut short in the log line.
+                let shown: String = id.escape_debug().take(80).collect();
+                tracing::error!(
+                    doc_id = %shown,
+                    "tenant document with an invalid id skipped (ids are [a-z0-9_-]{{1,64}}); move or delete it"
+                );
+            }
+            registry.skipped.store(u64::try_from(ids.len()).unwrap_or(u64::MAX), Ordering::SeqCst);
+        }
+        Err(e) => tracing::warn!(error = %e, "could not check tenant documents for invalid ids"),
+    }
+}
+
 /// Finishes the delete of a tenant whose `DELETE` was answered (durable `deleting` marker)
 /// before the process stopped: takes the lease (waiting out a live holder) and purges the
 /// tenant without connecting to WhatsApp. The tenant is not in the registry meanwhile, so the
@@ -415,6 +456,7 @@ async fn hydrate(registry: Arc<Registry>) {
     if let Ok(tenants) = ctx.store.list_tenants().await {
         registry.total.store(u64::try_from(tenants.len()).unwrap_or(u64::MAX), Ordering::SeqCst);
     }
+    report_invalid_ids(&registry).await;
     let stagger = ctx.config.connect_stagger;
     let mut linked = 0u32;
     while let Some((id, result)) = stream.next().await {

@@ -252,10 +252,26 @@ impl Store for EmbeddedStore {
             let mut out = Vec::new();
             for item in table.iter().map_err(err("list tenants"))? {
                 let (k, _) = item.map_err(err("list tenants"))?;
-                let id = k.value();
-                out.push(TenantId::new(id).map_err(|e| {
-                    StoreError::backend("list tenants", format!("bad tenant id {id:?}: {e}"))
-                })?);
+                // Invalid ids are skipped (M9); `invalid_tenant_ids` reports them.
+                if let Ok(id) = TenantId::new(k.value()) {
+                    out.push(id);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn invalid_tenant_ids(&self) -> Result<Vec<String>, StoreError> {
+        self.blocking("list tenants", |inner| {
+            let tx = inner.db.begin_read().map_err(err("list tenants"))?;
+            let table = tx.open_table(TENANTS).map_err(err("list tenants"))?;
+            let mut out = Vec::new();
+            for item in table.iter().map_err(err("list tenants"))? {
+                let (k, _) = item.map_err(err("list tenants"))?;
+                if TenantId::new(k.value()).is_err() {
+                    out.push(k.value().to_owned());
+                }
             }
             Ok(out)
         })

@@ -52,7 +52,9 @@ pub enum StoreError {
     /// A stored value for this tenant cannot be decoded or decrypted (tampered, moved,
     /// truncated, wrong master key). Only this tenant is affected. Caller: mark the tenant
     /// broken and alert; never fall back to fresh creds.
-    #[error("stored value {key} of tenant {tenant} is corrupt: {reason}")]
+    /// `Display` masks long digit runs of the key (contacts' phone numbers in Signal key
+    /// names), so the message can be logged.
+    #[error("stored value {} of tenant {tenant} is corrupt: {reason}", mask_digits(.key))]
     Corrupt {
         /// The tenant.
         tenant: TenantId,
@@ -171,5 +173,52 @@ mod tests {
             presented: FencingToken::new(4, "h"),
         };
         assert_eq!(e.to_string(), "tenant acme is fenced: the lease epoch is 5, the operation presented 4");
+    }
+}
+
+/// `key` with every run of five or more digits cut to its last two (`session-15551234567.0` →
+/// `session-…67.0`): storage keys name contacts by phone number, which logs must not show.
+pub fn mask_digits(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    let mut run = String::new();
+    let flush = |run: &mut String, out: &mut String| {
+        if run.len() >= 5 {
+            out.push('…');
+            out.push_str(&run[run.len() - 2..]);
+        } else {
+            out.push_str(run);
+        }
+        run.clear();
+    };
+    for c in key.chars() {
+        if c.is_ascii_digit() {
+            run.push(c);
+        } else {
+            flush(&mut run, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut run, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod mask_tests {
+    use super::*;
+
+    /// Phone numbers in corrupt-key messages are masked; short numbers (device ids) stay.
+    #[test]
+    fn corrupt_display_masks_phone_numbers() {
+        assert_eq!(mask_digits("keys/session-15551234567.0"), "keys/session-…67.0");
+        assert_eq!(mask_digits("creds/current"), "creds/current");
+        assert_eq!(mask_digits("prekey-1234"), "prekey-1234");
+        let e = StoreError::Corrupt {
+            tenant: TenantId::new("acme").unwrap(),
+            key: "keys/identity-15551234567.3".into(),
+            reason: "bad tag".into(),
+        };
+        let shown = e.to_string();
+        assert!(!shown.contains("15551234567"), "{shown}");
+        assert!(shown.contains("acme") && shown.contains("bad tag"), "{shown}");
     }
 }

@@ -111,7 +111,15 @@ pub trait Store: Send + Sync + fmt::Debug {
     fn kind(&self) -> BackendKind;
 
     /// Every tenant that has a status doc. Unreachable store → `Unavailable`, never `[]`.
+    /// Documents whose id is not a valid [`TenantId`] (another application's, a console edit)
+    /// are skipped here and in [`Self::hydrate_all`]; [`Self::invalid_tenant_ids`] lists them.
     async fn list_tenants(&self) -> Result<Vec<TenantId>, StoreError>;
+
+    /// Ids of tenant documents that are not valid [`TenantId`]s (skipped by the listing), so
+    /// the host can report them once. Backends keyed by `TenantId` have none.
+    async fn invalid_tenant_ids(&self) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
+    }
 
     /// Everything stored for one tenant, from one consistent snapshot where the backend can.
     /// A tenant with nothing stored hydrates to an empty snapshot.

@@ -136,6 +136,9 @@ impl Store for RecordingStore {
         self.push(StoreOp::Read { what: "list_tenants", tenant: None });
         self.inner.list_tenants().await
     }
+    async fn invalid_tenant_ids(&self) -> Result<Vec<String>, StoreError> {
+        self.inner.invalid_tenant_ids().await
+    }
     async fn hydrate(&self, tenant: &TenantId) -> Result<TenantSnapshot, StoreError> {
         self.push(StoreOp::Read { what: "hydrate", tenant: Some(tenant.clone()) });
         self.inner.hydrate(tenant).await
@@ -284,6 +287,10 @@ impl Store for FaultyStore {
     async fn list_tenants(&self) -> Result<Vec<TenantId>, StoreError> {
         self.gate("list tenants")?;
         self.inner.list_tenants().await
+    }
+    async fn invalid_tenant_ids(&self) -> Result<Vec<String>, StoreError> {
+        self.gate("list tenants")?;
+        self.inner.invalid_tenant_ids().await
     }
     async fn hydrate(&self, tenant: &TenantId) -> Result<TenantSnapshot, StoreError> {
         self.gate("hydrate")?;

@@ -10,7 +10,7 @@ use staylinked::store::StoreConfig;
 
 use crate::host_util::*;
 
-const KEY: &str = "proc-key";
+const KEY: &str = "proc-key-0123456789abcdef0123456789";
 const TENANTS: [&str; 3] = ["p0", "p1", "p2"];
 
 pub(crate) fn free_port() -> u16 {
@@ -65,7 +65,7 @@ pub(crate) fn spawn_with(
 }
 
 /// Kills the child when the test ends or fails, so no orphan keeps running.
-pub(crate) struct Guard(Child);
+pub(crate) struct Guard(pub(crate) Child);
 
 impl Drop for Guard {
     fn drop(&mut self) {

@@ -21,6 +21,8 @@ mod messaging;
 mod messaging_crash;
 mod messaging_fidelity;
 mod protocol_fidelity;
+mod security_api;
+mod security_process;
 mod sim_lifecycle;
 mod sim_pairing;
 mod store_conformance;

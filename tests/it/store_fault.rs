@@ -16,7 +16,7 @@ use staylinked::chaos::http::{self, Response};
 
 use crate::host_util::{phone, poll, sim, stats};
 
-const KEY: &str = "fault-key";
+const KEY: &str = "fault-key-0123456789abcdef0123456789";
 const TENANTS: [&str; 3] = ["f0", "f1", "f2"];
 /// The phone that messages the tenants during the outage.
 const PEER: &str = "15550009999";

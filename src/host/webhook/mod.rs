@@ -5,9 +5,10 @@
 //! (publishing never blocks) or other tenants.
 //!
 //! Body: `{"event","tenant","data","id","timestamp"}` (JSON). Headers: [`SIGNATURE_HEADER`]
-//! `sha256=<hex HMAC-SHA256(secret, raw body)>`, [`TIMESTAMP_HEADER`] (unix seconds, the
-//! body's `timestamp`) and [`EVENT_ID_HEADER`] (the body's `id`, stable across redeliveries of
-//! one inbox item, for deduplication).
+//! `t=<unix>,v1=<hex HMAC-SHA256(secret, "<unix>." + raw body)>`, [`TIMESTAMP_HEADER`] (the
+//! same unix seconds, also the body's `timestamp`) and [`EVENT_ID_HEADER`] (the body's `id`,
+//! stable across redeliveries of one inbox item, for deduplication). Destinations follow
+//! `host::egress` (https to public addresses unless private ones are allowed).
 //!
 //! Also routes `message.status` to the tenant's outbox. No protocol logic, no store writes
 //! except deleting delivered inbox items.
@@ -21,13 +22,14 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-pub use sign::{SIGNATURE_PREFIX, new_secret, sign, verify};
+pub use sign::{DEFAULT_TOLERANCE_SECS, SIGNATURE_SCHEME, new_secret, sign, verify, verify_fresh};
 
 use super::events::{EventSink, TenantEvent};
 use super::outbox::OutboxHandle;
 use crate::types::TenantId;
 
-/// Header carrying `sha256=<hex>` of the raw body under the tenant's secret.
+/// Header carrying `t=<unix>,v1=<hex>`: the HMAC of `"<unix>." + raw body` under the tenant's
+/// secret.
 pub const SIGNATURE_HEADER: &str = "X-Staylinked-Signature";
 /// Header carrying the delivery's unix timestamp (seconds; the same as the body's).
 pub const TIMESTAMP_HEADER: &str = "X-Staylinked-Timestamp";
@@ -45,6 +47,8 @@ pub struct WebhookConfig {
     pub retry_base: Duration,
     /// Longest retry delay.
     pub retry_max: Duration,
+    /// Which destinations webhook URLs may point at (`STAYLINKED_WEBHOOK_ALLOW_PRIVATE`).
+    pub egress: super::egress::EgressPolicy,
 }
 
 impl Default for WebhookConfig {
@@ -53,6 +57,7 @@ impl Default for WebhookConfig {
             timeout: Duration::from_secs(10),
             retry_base: Duration::from_secs(1),
             retry_max: Duration::from_secs(300),
+            egress: super::egress::EgressPolicy::default(),
         }
     }
 }

@@ -17,9 +17,9 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::{EVENT_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookConfig, sign};
-use crate::host::clock;
 use crate::host::events::TenantEvent;
 use crate::host::state::TenantView;
+use crate::host::{clock, egress};
 use crate::store::{Delta, DeltaBatch, Store};
 use crate::types::TenantId;
 
@@ -221,7 +221,7 @@ pub(crate) fn render(
     let body =
         Body { event: &p.event, tenant: tenant.as_str(), data: &p.data, id: &p.id, timestamp: now_secs };
     let bytes = serde_json::to_vec(&body).unwrap_or_default();
-    let sig = secret.map(|s| sign(s, &bytes));
+    let sig = secret.map(|s| sign(s, now_secs, &bytes));
     (bytes, sig)
 }
 
@@ -237,6 +237,10 @@ async fn deliver(
         (v.webhook_url.clone(), v.webhook_secret.clone())
     };
     let Some(url) = url else { return Attempt::NoUrl };
+    // Re-checked at every attempt: an IP literal never reaches the client's filtering resolver.
+    if let Err(e) = egress::check_url(&url, config.egress) {
+        return Attempt::Failed(format!("webhook_url refused: {e}"));
+    }
     let now = clock::unix_secs();
     let (body, sig) = render(tenant, p, secret.as_ref().map(|s| s.expose()), now);
     let mut req = client
@@ -251,7 +255,8 @@ async fn deliver(
     match req.body(body).send().await {
         Ok(resp) if resp.status().is_success() => Attempt::Delivered,
         Ok(resp) => Attempt::Failed(format!("endpoint answered {}", resp.status().as_u16())),
-        Err(e) => Attempt::Failed(format!("request failed: {e}")),
+        // Without the URL: reqwest's Display prints it, query tokens included.
+        Err(e) => Attempt::Failed(format!("request failed: {}", egress::scrub(e))),
     }
 }
 
@@ -294,6 +299,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             retry_base: Duration::from_secs(1),
             retry_max: Duration::from_secs(60),
+            egress: egress::EgressPolicy::default(),
         };
         assert_eq!(retry_delay(&c, 1, 1.0), Duration::from_secs(1));
         assert_eq!(retry_delay(&c, 4, 1.0), Duration::from_secs(8));
@@ -316,7 +322,9 @@ mod tests {
         assert_eq!((j["tenant"].as_str(), j["id"].as_str()), (Some("acme"), Some("i1")));
         assert_eq!(j["timestamp"], 1_700_000_000u64);
         assert_eq!(j["data"]["inbox_id"], "i1");
-        assert!(verify(b"whsec_x", &body, &sig.unwrap()));
+        let sig = sig.unwrap();
+        assert!(sig.starts_with("t=1700000000,v1="), "{sig}");
+        assert!(verify(b"whsec_x", &body, &sig));
         let (_, none) = render(&t, &p, None, 1);
         assert!(none.is_none());
         assert!(Pending::from_value(serde_json::json!({"data": 1}), None, &mut rng).is_none());

@@ -554,13 +554,19 @@ impl Store for FirestoreStore {
 
     async fn list_tenants(&self) -> Result<Vec<TenantId>, StoreError> {
         let docs = self.list("list tenants", self.inner.docs.clone(), "tenants", None, true, None).await?;
-        docs.iter()
-            .map(|d| {
-                let id = codec::doc_id(&d.name);
-                TenantId::new(id)
-                    .map_err(|e| StoreError::backend("list tenants", format!("bad tenant id {id:?}: {e}")))
-            })
-            .collect()
+        // Invalid ids (another application's documents, a console edit) are skipped (M9);
+        // `invalid_tenant_ids` reports them.
+        Ok(docs.iter().filter_map(|d| TenantId::new(codec::doc_id(&d.name)).ok()).collect())
+    }
+
+    async fn invalid_tenant_ids(&self) -> Result<Vec<String>, StoreError> {
+        let docs = self.list("list tenants", self.inner.docs.clone(), "tenants", None, true, None).await?;
+        Ok(docs
+            .iter()
+            .map(|d| codec::doc_id(&d.name))
+            .filter(|id| TenantId::new(id).is_err())
+            .map(str::to_owned)
+            .collect())
     }
 
     async fn hydrate(&self, tenant: &TenantId) -> Result<TenantSnapshot, StoreError> {
