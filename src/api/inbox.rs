@@ -16,7 +16,6 @@ use super::error::ApiError;
 use super::routes::{ApiResult, handle, json_body, writes_allowed};
 use crate::host::Registry;
 use crate::store::{Delta, DeltaBatch};
-use crate::types::FencingToken;
 
 /// Items per page unless `limit` says otherwise.
 const DEFAULT_LIMIT: usize = 50;
@@ -110,7 +109,7 @@ pub(super) async fn ack(
     if let Some(bad_id) = b.ids.iter().find(|i| !valid_id(i)) {
         return Err(bad("invalid_id", format!("{bad_id:?} is not an inbox item id")));
     }
-    let Some(fence) = h.view.borrow().lease_epoch.map(FencingToken) else {
+    let Some(fence) = h.view.borrow().fence() else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "not_ready",

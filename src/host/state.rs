@@ -163,6 +163,12 @@ pub struct TenantView {
 }
 
 impl TenantView {
+    /// The fencing token of the lease this process holds for the tenant (epoch and holder),
+    /// if it holds one.
+    pub fn fence(&self) -> Option<crate::types::FencingToken> {
+        Some(crate::types::FencingToken::new(self.lease_epoch?, self.lease_holder.as_deref()?))
+    }
+
     /// A fresh view in `state`.
     pub fn new(id: TenantId, state: TenantState) -> Self {
         Self {

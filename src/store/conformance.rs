@@ -230,7 +230,7 @@ pub async fn stale_fence_rejected(f: Fixture) {
     assert!(matches!(f.store.renew_lease(&t, &a, TTL).await, Err(StoreError::Fenced { .. })));
     assert!(matches!(f.store.delete_tenant_keys(&t, a.fence()).await, Err(StoreError::Fenced { .. })));
     assert!(matches!(
-        f.store.commit(&tenant("never-leased"), FencingToken(1), &stale).await,
+        f.store.commit(&tenant("never-leased"), FencingToken::new(1, "holder-a"), &stale).await,
         Err(StoreError::Fenced { .. })
     ));
     f.store.commit(&t, b.fence(), &stale).await.unwrap_or_else(|e| panic!("current holder commit: {e}"));
@@ -307,12 +307,12 @@ pub async fn delete_tenant_removes_everything(f: Fixture) {
         f.store.append_event(&t, &e).await.unwrap_or_else(|e| panic!("append: {e}"));
         f.store.append_event(&other, &e).await.unwrap_or_else(|e| panic!("append other: {e}"));
     }
-    let stale = FencingToken(fence.0.saturating_sub(1));
-    for bad in [stale, FencingToken(fence.0 + 1)] {
+    let stale = FencingToken { epoch: fence.epoch.saturating_sub(1), ..fence };
+    for bad in [stale, FencingToken { epoch: fence.epoch + 1, ..fence }] {
         let r = f.store.delete_tenant(&t, bad).await;
         assert!(matches!(r, Err(StoreError::Fenced { .. })), "delete with fence {bad:?}: {r:?}");
     }
-    let r = f.store.delete_tenant(&tenant("never-leased"), FencingToken(1)).await;
+    let r = f.store.delete_tenant(&tenant("never-leased"), FencingToken::new(1, "holder-a")).await;
     assert!(matches!(r, Err(StoreError::Fenced { .. })), "delete of an unleased tenant: {r:?}");
     let s = f.store.hydrate(&t).await.unwrap_or_else(|e| panic!("hydrate: {e}"));
     assert!(s.creds.is_some() && !s.keys.is_empty(), "a fenced delete must delete nothing");
@@ -336,7 +336,7 @@ pub async fn delete_tenant_removes_everything(f: Fixture) {
     assert!(all.iter().all(|(id, _)| id != &t), "hydrate_all still yields the deleted tenant");
 
     // The old fence is dead: renew/release/commit fail and re-create nothing.
-    let gone = super::Lease { holder: "holder-a".into(), epoch: fence.0, expires_at: 0 };
+    let gone = super::Lease { holder: "holder-a".into(), epoch: fence.epoch, expires_at: 0 };
     assert!(f.store.renew_lease(&t, &gone, TTL).await.is_err());
     assert!(f.store.release_lease(&t, &gone).await.is_err());
     assert!(f.store.commit(&t, fence, &full_batch(5)).await.is_err());
@@ -460,7 +460,7 @@ pub async fn unreachable_is_unavailable(f: Fixture) {
     }
     assert!(matches!(store.hydrate(&tenant("x")).await, Err(StoreError::Unavailable { .. })));
     assert!(matches!(store.hydrate_all(4).await, Err(StoreError::Unavailable { .. })));
-    let r = store.commit(&tenant("x"), FencingToken(1), &DeltaBatch::new()).await;
+    let r = store.commit(&tenant("x"), FencingToken::new(1, "h"), &DeltaBatch::new()).await;
     assert!(matches!(r, Err(StoreError::Unavailable { .. })), "commit: {r:?}");
     assert!(store.acquire_lease(&tenant("x"), "h", TTL).await.is_err());
 }
@@ -830,4 +830,27 @@ pub async fn rekey_rotates_master_key(reopen: Reopen) {
     drop(s);
     let s = reopen(Arc::new(Keyring::new(&k1, &[]))).await;
     assert!(matches!(s.hydrate(&t).await, Err(StoreError::Corrupt { .. })), "K1 alone must open nothing");
+}
+
+/// L4: the fence compares holder and epoch. A tenant deleted and re-created starts its epochs
+/// again, so a stale process of the earlier incarnation can present the same epoch number as
+/// the new holder: its commit is still `Fenced` and nothing of it lands.
+pub async fn fence_compares_holder_and_epoch(f: Fixture) {
+    let t = tenant("reborn");
+    f.store.create_tenant(&t, &sample_status()).await.unwrap_or_else(|e| panic!("create: {e}"));
+    let old = f.store.acquire_lease(&t, "proc-old", TTL).await.unwrap_or_else(|e| panic!("acquire: {e}"));
+    f.store.delete_tenant(&t, old.fence()).await.unwrap_or_else(|e| panic!("delete: {e}"));
+    f.store.create_tenant(&t, &sample_status()).await.unwrap_or_else(|e| panic!("re-create: {e}"));
+    let new = f.store.acquire_lease(&t, "proc-new", TTL).await.unwrap_or_else(|e| panic!("acquire new: {e}"));
+    let stale =
+        DeltaBatch::new().with(Delta::KeyPut { key: KeyRef::PreKey(9), value: SecretBytes::new(vec![9]) });
+    let r = f.store.commit(&t, old.fence(), &stale).await;
+    assert!(
+        matches!(r, Err(StoreError::Fenced { .. })),
+        "old incarnation's epoch {} passed the fence: {r:?}",
+        old.epoch
+    );
+    let snap = f.store.hydrate(&t).await.unwrap_or_else(|e| panic!("hydrate: {e}"));
+    assert!(!snap.keys.contains_key(&KeyRef::PreKey(9)), "the stale write landed");
+    f.store.commit(&t, new.fence(), &stale).await.unwrap_or_else(|e| panic!("new holder's commit: {e}"));
 }

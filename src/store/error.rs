@@ -160,8 +160,11 @@ mod tests {
         let t = TenantId::new("t").unwrap();
         assert!(StoreError::unavailable("commit", "down").is_retryable());
         assert!(StoreError::Contention { op: "commit", detail: String::new() }.is_retryable());
-        let fenced =
-            StoreError::Fenced { tenant: t.clone(), held: FencingToken(2), presented: FencingToken(1) };
+        let fenced = StoreError::Fenced {
+            tenant: t.clone(),
+            held: FencingToken::new(2, "h"),
+            presented: FencingToken::new(1, "h"),
+        };
         assert!(!fenced.is_retryable());
         assert!(fenced.is_fenced());
         assert!(!StoreError::corrupt(&t, "creds/current", "bad tag").is_retryable());
@@ -176,7 +179,11 @@ mod tests {
     #[test]
     fn messages_carry_facts() {
         let t = TenantId::new("acme").unwrap();
-        let e = StoreError::Fenced { tenant: t, held: FencingToken(5), presented: FencingToken(4) };
+        let e = StoreError::Fenced {
+            tenant: t,
+            held: FencingToken::new(5, "h"),
+            presented: FencingToken::new(4, "h"),
+        };
         assert_eq!(e.to_string(), "tenant acme is fenced: the lease epoch is 5, the operation presented 4");
     }
 }

@@ -712,7 +712,7 @@ pub struct Lease {
 impl Lease {
     /// The fencing token of this lease.
     pub fn fence(&self) -> FencingToken {
-        FencingToken(self.epoch)
+        FencingToken::new(self.epoch, &self.holder)
     }
 
     /// Whether someone holds it at `now_ms`.

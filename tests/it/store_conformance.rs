@@ -148,6 +148,7 @@ conformance!(
     create_tenant_is_exclusive,
     deleted_tenant_is_not_recreated,
     live_lease_never_taken_over,
+    fence_compares_holder_and_epoch,
 );
 
 /// H3 on the memory backend: rotation, lazy rewrap and `rekey`.

@@ -255,7 +255,7 @@ impl Task {
     }
 
     fn fence(&self) -> Option<FencingToken> {
-        self.view.borrow().lease_epoch.map(FencingToken)
+        self.view.borrow().fence()
     }
 
     async fn run(&mut self) {

@@ -58,6 +58,7 @@ impl Fixture {
         let mut v = TenantView::new(tenant.clone(), TenantState::Backoff);
         v.me = Some("15550001:2@s.whatsapp.net".into());
         v.lease_epoch = Some(lease.epoch);
+        v.lease_holder = Some(lease.holder.clone());
         let (view, _) = watch::channel(v);
         Self {
             store,

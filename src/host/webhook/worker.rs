@@ -28,7 +28,7 @@ use crate::host::inbox::InboxIndex;
 use crate::host::state::TenantView;
 use crate::host::{clock, egress};
 use crate::store::{Delta, DeltaBatch, Store, StoreError};
-use crate::types::{FencingToken, TenantId};
+use crate::types::TenantId;
 
 /// Events other than stored messages kept in memory per tenant while its endpoint fails;
 /// beyond this, new ones are dropped with a warning. Stored messages are queued by id only and
@@ -354,7 +354,7 @@ async fn ack_inbox(
     if acks.is_empty() {
         return;
     }
-    let Some(fence) = view.borrow().lease_epoch.map(FencingToken) else { return };
+    let Some(fence) = view.borrow().fence() else { return };
     let mut batch = DeltaBatch::new();
     for id in acks.iter() {
         batch.push(Delta::InboxDelete(id.clone()));
