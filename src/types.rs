@@ -115,15 +115,34 @@ impl<'de> Deserialize<'de> for TenantId {
     }
 }
 
-/// The fencing token of a tenant lease: its epoch. Every acquisition (and every release)
-/// moves it strictly upwards, so a commit carrying an older token is recognisably stale.
+/// The fencing token of a tenant lease: its epoch and a digest of the holder that acquired it.
+/// Every acquisition (and every release) moves the epoch strictly upwards, so a commit carrying
+/// an older token is recognisably stale; the holder digest also fences a stale process whose
+/// epoch number happens to match a later incarnation's (a tenant deleted and re-created starts
+/// its epochs again).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct FencingToken(pub u64);
+pub struct FencingToken {
+    /// The lease epoch.
+    pub epoch: u64,
+    /// FNV-1a digest of the holder id (see [`FencingToken::new`]).
+    pub holder: u64,
+}
+
+impl FencingToken {
+    /// The token of a lease with `epoch` held by `holder`.
+    pub fn new(epoch: u64, holder: &str) -> Self {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in holder.as_bytes() {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        Self { epoch, holder: h }
+    }
+}
 
 impl fmt::Display for FencingToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
+        write!(f, "{}", self.epoch)
     }
 }
 

@@ -139,6 +139,10 @@ pub struct TenantView {
     pub retry_in_ms: Option<u64>,
     /// Store commits that failed for this tenant (progress blocked meanwhile).
     pub commit_failures: u64,
+    /// The durable inbox is at its cap: inbound messages wait at WhatsApp (not acknowledged)
+    /// until deliveries or `POST /inbox/ack` free space.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub inbox_full: bool,
     /// QR showing now (served by `/qr`, not in the status body).
     #[serde(skip)]
     pub qr: Option<QrView>,
@@ -159,6 +163,12 @@ pub struct TenantView {
 }
 
 impl TenantView {
+    /// The fencing token of the lease this process holds for the tenant (epoch and holder),
+    /// if it holds one.
+    pub fn fence(&self) -> Option<crate::types::FencingToken> {
+        Some(crate::types::FencingToken::new(self.lease_epoch?, self.lease_holder.as_deref()?))
+    }
+
     /// A fresh view in `state`.
     pub fn new(id: TenantId, state: TenantState) -> Self {
         Self {
@@ -176,6 +186,7 @@ impl TenantView {
             retry_at: None,
             retry_in_ms: None,
             commit_failures: 0,
+            inbox_full: false,
             qr: None,
             pair_code: None,
             pacing: None,

@@ -52,7 +52,7 @@ pub(crate) fn check_current(
 fn fenced(tenant: &TenantId, current: Option<&Lease>, presented: FencingToken) -> StoreError {
     StoreError::Fenced {
         tenant: tenant.clone(),
-        held: FencingToken(current.map_or(0, |l| l.epoch)),
+        held: current.map_or(FencingToken { epoch: 0, holder: 0 }, Lease::fence),
         presented,
     }
 }
@@ -64,7 +64,7 @@ pub(crate) fn check_fence(
     fence: FencingToken,
 ) -> Result<(), StoreError> {
     match current {
-        Some(l) if l.epoch == fence.0 && !l.holder.is_empty() => Ok(()),
+        Some(l) if !l.holder.is_empty() && l.fence() == fence => Ok(()),
         _ => Err(fenced(tenant, current, fence)),
     }
 }
@@ -117,13 +117,14 @@ mod tests {
     #[test]
     fn fence_and_release() {
         let a = acquire(&t(), None, "a", TTL, 0).unwrap();
-        assert!(check_fence(&t(), Some(&a), FencingToken(1)).is_ok());
-        assert!(check_fence(&t(), Some(&a), FencingToken(0)).is_err());
-        assert!(check_fence(&t(), None, FencingToken(1)).is_err());
+        assert!(check_fence(&t(), Some(&a), FencingToken::new(1, "a")).is_ok());
+        assert!(check_fence(&t(), Some(&a), FencingToken::new(0, "a")).is_err());
+        assert!(check_fence(&t(), Some(&a), FencingToken::new(1, "b")).is_err(), "another holder's epoch 1");
+        assert!(check_fence(&t(), None, FencingToken::new(1, "a")).is_err());
         let r = release(&t(), Some(&a), &a).unwrap();
         assert_eq!(r.epoch, 2);
-        assert!(check_fence(&t(), Some(&r), FencingToken(1)).is_err());
-        assert!(check_fence(&t(), Some(&r), FencingToken(2)).is_err(), "a released lease has no holder");
+        assert!(check_fence(&t(), Some(&r), FencingToken::new(1, "a")).is_err());
+        assert!(check_fence(&t(), Some(&r), r.fence()).is_err(), "a released lease has no holder");
         assert!(renew(&t(), Some(&r), &a, TTL, 0).is_err());
         let b = acquire(&t(), Some(&r), "b", TTL, 0).unwrap();
         assert_eq!(b.epoch, 3);

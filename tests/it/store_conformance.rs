@@ -143,10 +143,12 @@ conformance!(
     hydrate_all_streams_everyone,
     inbox_round_trip_in_id_order,
     inbox_atomic_fenced_and_kept_on_logout,
+    oversized_value_rejected,
     status_writes_never_revert_config,
     create_tenant_is_exclusive,
     deleted_tenant_is_not_recreated,
     live_lease_never_taken_over,
+    fence_compares_holder_and_epoch,
 );
 
 /// H3 on the memory backend: rotation, lazy rewrap and `rekey`.

@@ -24,7 +24,7 @@ async fn recording_store_logs_in_order() {
     let b =
         DeltaBatch::new().with(Delta::KeyPut { key: KeyRef::PreKey(1), value: SecretBytes::new(vec![1]) });
     rec.commit(&t, lease.fence(), &b).await.unwrap();
-    assert!(rec.commit(&t, staylinked::types::FencingToken(99), &b).await.is_err());
+    assert!(rec.commit(&t, staylinked::types::FencingToken::new(99, "x"), &b).await.is_err());
     let ops = rec.ops();
     assert!(matches!(ops.first(), Some(StoreOp::Acquire { epoch: Some(1), .. })));
     assert!(matches!(ops.get(1), Some(StoreOp::Commit { ok: true, .. })));
