@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::host::egress::EgressPolicy;
+use crate::host::inbox::Limits;
 use crate::host::outbox::pacing::Pacing;
 use crate::host::version::VersionSetting;
 use crate::host::webhook::WebhookConfig;
@@ -131,6 +132,18 @@ pub struct RunArgs {
     /// Webhooks: longest retry delay.
     #[arg(long, env = "STAYLINKED_WEBHOOK_RETRY_MAX", default_value = "5m", value_parser = parse_duration)]
     pub webhook_retry_max: Duration,
+    /// Most undelivered inbox messages per tenant (then inbound waits at WhatsApp).
+    #[arg(long, env = "STAYLINKED_INBOX_MAX_MESSAGES", default_value_t = Limits::default().inbox_max_messages)]
+    pub inbox_max_messages: u64,
+    /// Most stored bytes of undelivered inbox messages per tenant.
+    #[arg(long, env = "STAYLINKED_INBOX_MAX_BYTES", default_value_t = Limits::default().inbox_max_bytes)]
+    pub inbox_max_bytes: u64,
+    /// Most queued outbox messages per tenant (then `POST /messages` answers 429).
+    #[arg(long, env = "STAYLINKED_OUTBOX_MAX_MESSAGES", default_value_t = Limits::default().outbox_max_messages)]
+    pub outbox_max_messages: u64,
+    /// Most bytes of queued outbox texts per tenant (then `POST /messages` answers 429).
+    #[arg(long, env = "STAYLINKED_OUTBOX_MAX_BYTES", default_value_t = Limits::default().outbox_max_bytes)]
+    pub outbox_max_bytes: u64,
     /// Webhooks: allow plain http and private, loopback and link-local destinations (local
     /// development and tests only; by default only https to public addresses).
     #[arg(long, env = "STAYLINKED_WEBHOOK_ALLOW_PRIVATE", default_value_t = false, value_parser = clap::builder::BoolishValueParser::new())]
@@ -220,6 +233,15 @@ pub struct Config {
     pub pacing: Pacing,
     /// Webhook delivery settings.
     pub webhook: WebhookConfig,
+    /// Per-tenant inbox and outbox caps.
+    pub limits: Limits,
+}
+
+fn at_least_one(var: &'static str, n: u64) -> Result<u64, ConfigError> {
+    if n == 0 {
+        return Err(ConfigError::Invalid { var, detail: "must be at least 1".into() });
+    }
+    Ok(n)
 }
 
 impl std::fmt::Debug for Config {
@@ -476,6 +498,12 @@ impl Config {
                     .max(a.webhook_retry_base),
                 egress: EgressPolicy { allow_private: a.webhook_allow_private },
             },
+            limits: Limits {
+                inbox_max_messages: at_least_one("STAYLINKED_INBOX_MAX_MESSAGES", a.inbox_max_messages)?,
+                inbox_max_bytes: at_least_one("STAYLINKED_INBOX_MAX_BYTES", a.inbox_max_bytes)?,
+                outbox_max_messages: at_least_one("STAYLINKED_OUTBOX_MAX_MESSAGES", a.outbox_max_messages)?,
+                outbox_max_bytes: at_least_one("STAYLINKED_OUTBOX_MAX_BYTES", a.outbox_max_bytes)?,
+            },
         })
     }
 
@@ -516,6 +544,7 @@ impl Config {
                 retry_max: Duration::from_secs(2),
                 egress: EgressPolicy { allow_private: false },
             },
+            limits: Limits::default(),
         }
     }
 }

@@ -89,6 +89,13 @@ fn outbox_error(e: OutboxError) -> ApiError {
             "outbox_full",
             format!("{max} messages are already queued for this tenant; wait for them to go out"),
         ),
+        OutboxError::FullBytes { max_bytes } => ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "outbox_full",
+            format!(
+                "the queued texts of this tenant would exceed {max_bytes} bytes; wait for them to go out"
+            ),
+        ),
         OutboxError::Store(detail) => {
             tracing::warn!(error = %detail, "outbox write failed in the store");
             ApiError::new(
@@ -129,7 +136,14 @@ pub(super) async fn send(
                 // A starting tenant takes its lease within moments: wait for the next view.
                 let _ = tokio::time::timeout_at(deadline, view.changed()).await;
             }
-            r => break r.map_err(outbox_error)?,
+            r => {
+                break r.map_err(|e| {
+                    if matches!(e, OutboxError::Full { .. } | OutboxError::FullBytes { .. }) {
+                        reg.ctx().metrics.count_outbox_full();
+                    }
+                    outbox_error(e)
+                })?;
+            }
         }
     };
     Ok((StatusCode::ACCEPTED, Json(msg)).into_response())

@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod error;
+mod inbox;
 pub mod listener;
 mod messages;
 pub mod qr;
@@ -31,6 +32,8 @@ pub fn router(registry: Arc<Registry>) -> Router {
         .route("/v1/tenants/{id}", get(routes::get_one).delete(routes::delete).patch(routes::patch))
         .route("/v1/tenants/{id}/messages", post(messages::send))
         .route("/v1/tenants/{id}/messages/{msg}", get(messages::get))
+        .route("/v1/tenants/{id}/inbox", get(inbox::list))
+        .route("/v1/tenants/{id}/inbox/ack", post(inbox::ack))
         .route("/v1/tenants/{id}/link", post(routes::link))
         .route("/v1/tenants/{id}/qr", get(routes::qr))
         .route("/v1/tenants/{id}/pair-code", get(routes::pair_code))

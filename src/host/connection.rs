@@ -21,6 +21,7 @@ use super::persist::{self, StorePersister};
 use super::state::{CommandError, LinkMethod, QrView, TenantCommand, TenantState};
 use super::tenant::Actor;
 use crate::conn::DIAL_TIMEOUT;
+use crate::store;
 use crate::store::model::PresenceType;
 use crate::wa::client::{self as wa, Client, ClientConfig, DisconnectReason, Event, Output};
 
@@ -118,11 +119,43 @@ impl Actor {
                     Output::Persist(delta) => {
                         let inbox =
                             matches!(delta, wa::Delta::Received { .. }).then(|| self.next_inbox_slot());
+                        let slot = inbox.as_ref().map(|(id, at)| persist::InboxSlot { id, created_at: *at });
+                        let mut batch = persist::delta_to_batch_with_inbox(&delta, slot);
+                        // The received message's inbox item, while it is still to be kept.
+                        let mut kept: Option<(String, u64)> = batch.deltas.iter().find_map(|d| match d {
+                            store::Delta::InboxPut(item) => {
+                                Some((item.id.clone(), item.payload.len() as u64))
+                            }
+                            _ => None,
+                        });
+                        if let Some((_, size)) = &kept {
+                            let max = self.inbox.max_item_bytes();
+                            if *size > max {
+                                let why =
+                                    format!("message is {size} bytes; the inbox holds at most {max} bytes");
+                                self.reject_received(&delta, &mut batch, &why);
+                                kept = None;
+                            } else {
+                                // Bounded inbox: nothing is committed, acknowledged or receipted
+                                // until it has room (WhatsApp keeps the message meanwhile).
+                                match self.wait_inbox_space(guard, client, *size).await {
+                                    SpaceWait::Space => {}
+                                    SpaceWait::Abandon => {
+                                        let why =
+                                            "the tenant was logged out or deleted while its inbox was full";
+                                        self.reject_received(&delta, &mut batch, why);
+                                        kept = None;
+                                    }
+                                    SpaceWait::End(end) => {
+                                        let _ = ws.close(None).await;
+                                        return end;
+                                    }
+                                }
+                            }
+                        }
                         // Invariant 1: nothing after this delta happens until it is durable.
                         loop {
-                            let slot =
-                                inbox.as_ref().map(|(id, at)| persist::InboxSlot { id, created_at: *at });
-                            match persister.commit_with(&delta, slot).await {
+                            match persister.commit_batch(&batch).await {
                                 Ok(_) => {
                                     commit_failures = 0;
                                     break;
@@ -132,6 +165,22 @@ impl Actor {
                                     guard.mark_lost();
                                     let _ = ws.close(None).await;
                                     return ConnEnd::LeaseLost;
+                                }
+                                Err(e) if e.is_rejected() && kept.is_some() => {
+                                    // This message can never be stored: keep its keys, report it
+                                    // lost with the reason, and go on with the next one.
+                                    self.reject_received(
+                                        &delta,
+                                        &mut batch,
+                                        &format!("the store rejected it: {e}"),
+                                    );
+                                    kept = None;
+                                }
+                                Err(e) if e.is_rejected() => {
+                                    // Retrying cannot help and would wedge the tenant for good.
+                                    self.ctx.metrics.count_message_rejected();
+                                    tracing::error!(error = %e, "the store rejects this change for good; skipped");
+                                    break;
                                 }
                                 Err(e) => {
                                     commit_failures = commit_failures.saturating_add(1);
@@ -162,8 +211,11 @@ impl Actor {
                         {
                             self.creds = Some((**c).clone());
                         }
-                        if let Some((id, _)) = inbox {
-                            self.received_inbox.push_back(id);
+                        if inbox.is_some() {
+                            if let Some((id, size)) = &kept {
+                                self.inbox.add(id, *size);
+                            }
+                            self.received_inbox.push_back(kept.map(|(id, _)| id));
                         }
                     }
                     Output::Send(bytes) => {
@@ -385,10 +437,12 @@ impl Actor {
             // Wired by the messaging path (issue #7).
             Event::Message(message) => {
                 // The preceding Persist(Received) committed the message (and its inbox item).
-                let Some(inbox_id) = self.received_inbox.pop_front() else {
+                let Some(slot) = self.received_inbox.pop_front() else {
                     tracing::error!("message event without a committed inbox item");
                     return;
                 };
+                // Rejected by the store: already reported as `message.failed`.
+                let Some(inbox_id) = slot else { return };
                 self.ctx
                     .events
                     .publish(&self.id, TenantEvent::MessageReceived { inbox_id, message: *message });
@@ -410,6 +464,96 @@ impl Actor {
                     let _ = reply.send(Err(CommandError::InvalidRecipient(reason.clone())));
                 }
                 self.ctx.events.publish(&self.id, TenantEvent::MessageStatus(update));
+            }
+        }
+    }
+}
+
+/// How a wait for inbox space ended.
+enum SpaceWait {
+    /// The message fits now.
+    Space,
+    /// A logout or delete was requested meanwhile: give the message up.
+    Abandon,
+    /// Shutdown or lease loss: end the connection (nothing of the message was acknowledged).
+    End(ConnEnd),
+}
+
+/// Safety re-check of the inbox while waiting for space (removals also wake the wait).
+const INBOX_RECHECK: Duration = Duration::from_secs(5);
+
+impl Actor {
+    /// Drops the received message of `delta` from `batch` (its keys stay) and reports it lost
+    /// with `reason`: a `message.failed` event, a metric and an error log.
+    fn reject_received(&mut self, delta: &wa::Delta, batch: &mut store::DeltaBatch, reason: &str) {
+        batch.deltas.retain(|d| !matches!(d, store::Delta::InboxPut(_)));
+        self.ctx.metrics.count_message_rejected();
+        let wa::Delta::Received { message, .. } = delta else { return };
+        tracing::error!(msg_id = %message.id, reason, "received message cannot be stored; reported as message.failed");
+        self.ctx.events.publish(
+            &self.id,
+            TenantEvent::MessageFailed {
+                id: message.id.clone(),
+                chat: message.chat.clone(),
+                sender: message.sender.clone(),
+                timestamp: message.timestamp,
+                reason: reason.to_owned(),
+            },
+        );
+    }
+
+    /// Waits until an inbox item of `size` bytes fits under the tenant's caps, reporting
+    /// `tenant.inbox_full` once per full spell. Commands are served meanwhile (a PATCH can fix
+    /// the webhook that drains the inbox); a logout or delete abandons the message.
+    async fn wait_inbox_space(&mut self, guard: &LeaseGuard, client: &mut Client, size: u64) -> SpaceWait {
+        let inbox = std::sync::Arc::clone(&self.inbox);
+        loop {
+            let freed = inbox.freed();
+            if inbox.fits(size) {
+                if self.inbox_full_reported {
+                    self.inbox_full_reported = false;
+                    self.view.send_modify(|v| v.inbox_full = false);
+                    tracing::info!("inbox has room again; taking inbound messages");
+                }
+                return SpaceWait::Space;
+            }
+            if !self.inbox_full_reported {
+                self.inbox_full_reported = true;
+                let (fill, caps) = (inbox.fill(), inbox.caps());
+                self.ctx.metrics.count_inbox_full();
+                self.view.send_modify(|v| v.inbox_full = true);
+                tracing::warn!(
+                    messages = fill.messages,
+                    bytes = fill.bytes,
+                    max_messages = caps.messages,
+                    max_bytes = caps.bytes,
+                    "inbox full; inbound messages wait at WhatsApp until deliveries or acks free space"
+                );
+                self.ctx.events.publish(
+                    &self.id,
+                    TenantEvent::InboxFull {
+                        messages: fill.messages,
+                        bytes: fill.bytes,
+                        max_messages: caps.messages,
+                        max_bytes: caps.bytes,
+                    },
+                );
+            }
+            tokio::select! {
+                () = self.cancel.cancelled() => return SpaceWait::End(ConnEnd::Shutdown),
+                () = guard.lost().cancelled() => return SpaceWait::End(ConnEnd::LeaseLost),
+                () = freed => {}
+                () = tokio::time::sleep(INBOX_RECHECK) => {}
+                cmd = self.commands.recv() => match cmd {
+                    Some(c) => {
+                        let stop = matches!(c, TenantCommand::Logout { .. } | TenantCommand::Delete { .. });
+                        self.live_command(client, c).await;
+                        if stop {
+                            return SpaceWait::Abandon;
+                        }
+                    }
+                    None => return SpaceWait::Abandon,
+                },
             }
         }
     }

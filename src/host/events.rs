@@ -48,6 +48,50 @@ pub enum TenantEvent {
     /// A message we sent changed status.
     #[serde(rename = "message.status")]
     MessageStatus(StatusUpdate),
+    /// A received message could not be stored for good (the store rejected it, e.g. over a
+    /// size limit): it was acknowledged to WhatsApp so it is not redelivered forever, and it is
+    /// lost with `reason`. Not in the inbox (delivered best effort, like `connection.update`).
+    #[serde(rename = "message.failed")]
+    MessageFailed {
+        /// WhatsApp message id.
+        id: String,
+        /// Chat JID.
+        chat: String,
+        /// Sender JID.
+        sender: String,
+        /// Message time (unix seconds).
+        timestamp: u64,
+        /// Why it could not be kept.
+        reason: String,
+    },
+    /// The tenant's durable inbox reached its cap: new inbound messages are not acknowledged
+    /// (WhatsApp keeps and redelivers them) until deliveries or acks free space.
+    #[serde(rename = "tenant.inbox_full")]
+    InboxFull {
+        /// Undelivered items now.
+        messages: u64,
+        /// Their stored bytes.
+        bytes: u64,
+        /// The item cap.
+        max_messages: u64,
+        /// The byte cap.
+        max_bytes: u64,
+    },
+}
+
+impl TenantEvent {
+    /// The event name (the webhook body's `event`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Connection { .. } => "connection.update",
+            Self::Qr { .. } => "qr.updated",
+            Self::PairCode { .. } => "pair_code.updated",
+            Self::MessageReceived { .. } => "message.received",
+            Self::MessageStatus(_) => "message.status",
+            Self::MessageFailed { .. } => "message.failed",
+            Self::InboxFull { .. } => "tenant.inbox_full",
+        }
+    }
 }
 
 /// Where tenant events go. Implementations must return at once (queue internally).
@@ -62,13 +106,6 @@ pub struct LogSink;
 
 impl EventSink for LogSink {
     fn publish(&self, tenant: &TenantId, event: TenantEvent) {
-        let kind = match &event {
-            TenantEvent::Connection { .. } => "connection.update",
-            TenantEvent::Qr { .. } => "qr.updated",
-            TenantEvent::PairCode { .. } => "pair_code.updated",
-            TenantEvent::MessageReceived { .. } => "message.received",
-            TenantEvent::MessageStatus(_) => "message.status",
-        };
-        tracing::debug!(tenant = %tenant, event = kind, "tenant event");
+        tracing::debug!(tenant = %tenant, event = event.name(), "tenant event");
     }
 }

@@ -29,6 +29,9 @@ pub struct Metrics {
     hydration_ms: AtomicU64,
     pairings: AtomicU64,
     offline_drained: AtomicU64,
+    messages_rejected: AtomicU64,
+    inbox_full: AtomicU64,
+    outbox_full: AtomicU64,
     deletes_finished: AtomicU64,
     reconnects: Mutex<BTreeMap<u16, u64>>,
 }
@@ -74,6 +77,21 @@ impl Metrics {
     /// the tenant is fully ready).
     pub fn count_offline_drained(&self) {
         self.offline_drained.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a received message the store rejected for good (`message.failed`).
+    pub fn count_message_rejected(&self) {
+        self.messages_rejected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a tenant inbox reaching its cap (`tenant.inbox_full`).
+    pub fn count_inbox_full(&self) {
+        self.inbox_full.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a `POST /messages` refused because the tenant's outbox is at its cap.
+    pub fn count_outbox_full(&self) {
+        self.outbox_full.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a tenant whose answered `DELETE` was finished after a restart.
@@ -133,6 +151,21 @@ impl Metrics {
                 "staylinked_offline_drained_total",
                 "Connections whose offline backlog was delivered (ready).",
                 &self.offline_drained,
+            ),
+            (
+                "staylinked_messages_rejected_total",
+                "Received messages the store rejected for good (message.failed).",
+                &self.messages_rejected,
+            ),
+            (
+                "staylinked_inbox_full_total",
+                "Times a tenant inbox reached its cap (tenant.inbox_full).",
+                &self.inbox_full,
+            ),
+            (
+                "staylinked_outbox_full_total",
+                "Sends refused because the tenant outbox was at its cap (429 outbox_full).",
+                &self.outbox_full,
             ),
             (
                 "staylinked_deletes_finished_total",

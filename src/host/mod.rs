@@ -12,6 +12,7 @@ pub mod clock;
 mod connection;
 pub mod egress;
 pub mod events;
+pub mod inbox;
 pub mod lease;
 pub mod metrics;
 pub mod outbox;

@@ -283,9 +283,18 @@ impl StorePersister {
         delta: &wa::Delta,
         inbox: Option<InboxSlot<'_>>,
     ) -> Result<usize, StoreError> {
-        let batch = delta_to_batch_with_inbox(delta, inbox);
+        self.commit_batch(&delta_to_batch_with_inbox(delta, inbox)).await
+    }
+
+    /// Commits a batch made by [`delta_to_batch_with_inbox`] (possibly trimmed); returns how
+    /// many store deltas landed.
+    ///
+    /// # Errors
+    /// The store's error, typed (`Fenced` means the lease is lost; `is_rejected` means this
+    /// batch can never land).
+    pub async fn commit_batch(&self, batch: &DeltaBatch) -> Result<usize, StoreError> {
         let started = tokio::time::Instant::now();
-        let r = self.store.commit(&self.tenant, self.fence, &batch).await;
+        let r = self.store.commit(&self.tenant, self.fence, batch).await;
         self.metrics.observe_commit(started.elapsed(), r.is_ok(), batch.len());
         r.map(|()| batch.len())
     }

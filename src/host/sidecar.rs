@@ -11,11 +11,11 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::Ctx;
+use super::inbox::InboxIndex;
 use super::outbox::{self, OutboxHandle, OutboxStart};
 use super::state::{TenantCommand, TenantView};
 use super::webhook::worker::{Pending, Worker};
 use crate::store::OutboxItem;
-use crate::store::model::InboxItem;
 use crate::types::TenantId;
 
 /// What the side tasks of one tenant start from (from its hydrated snapshot).
@@ -28,20 +28,9 @@ pub(crate) struct SideStart {
 }
 
 /// The undelivered inbox items of a hydrated tenant as webhook backlog, oldest first (ids sort
-/// in arrival order). An unreadable item is skipped with a warning (it stays in the store).
-pub(crate) fn backlog(inbox: &std::collections::BTreeMap<String, InboxItem>) -> Vec<Pending> {
-    let mut rng = rand::thread_rng();
-    inbox
-        .values()
-        .filter_map(|item| {
-            let v: serde_json::Value = serde_json::from_slice(item.payload.expose())
-                .map_err(
-                    |e| tracing::warn!(inbox_id = %item.id, error = %e, "inbox item unreadable; skipped"),
-                )
-                .ok()?;
-            Pending::from_value(v, Some(item.id.clone()), &mut rng)
-        })
-        .collect()
+/// in arrival order): ids only, bodies are read from the inbox when each one's turn comes.
+pub(crate) fn backlog(inbox: &std::collections::BTreeMap<String, u64>) -> Vec<Pending> {
+    inbox.keys().map(|id| Pending::stored(id.clone())).collect()
 }
 
 /// Spawns the outbox and webhook tasks of `id` on the host tracker; returns the outbox handle.
@@ -49,6 +38,7 @@ pub(crate) fn spawn(
     ctx: &Arc<Ctx>,
     id: &TenantId,
     start: SideStart,
+    inbox: &Arc<InboxIndex>,
     commands: &mpsc::Sender<TenantCommand>,
     view: &watch::Receiver<TenantView>,
     cancel: &CancellationToken,
@@ -59,6 +49,7 @@ pub(crate) fn spawn(
             tenant: id.clone(),
             items: start.outbox,
             pacing: ctx.config.pacing,
+            limits: ctx.config.limits,
             commands: commands.clone(),
             view: view.clone(),
             cancel: cancel.clone(),
@@ -75,6 +66,7 @@ pub(crate) fn spawn(
         lane,
         cancel: cancel.clone(),
         backlog: start.backlog,
+        inbox: Arc::clone(inbox),
     };
     let span = tracing::info_span!("outbox", tenant_id = %id);
     ctx.spawn(tracing::Instrument::instrument(task, span));

@@ -139,6 +139,10 @@ pub struct TenantView {
     pub retry_in_ms: Option<u64>,
     /// Store commits that failed for this tenant (progress blocked meanwhile).
     pub commit_failures: u64,
+    /// The durable inbox is at its cap: inbound messages wait at WhatsApp (not acknowledged)
+    /// until deliveries or `POST /inbox/ack` free space.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub inbox_full: bool,
     /// QR showing now (served by `/qr`, not in the status body).
     #[serde(skip)]
     pub qr: Option<QrView>,
@@ -182,6 +186,7 @@ impl TenantView {
             retry_at: None,
             retry_in_ms: None,
             commit_failures: 0,
+            inbox_full: false,
             qr: None,
             pair_code: None,
             pacing: None,

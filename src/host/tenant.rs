@@ -42,6 +42,8 @@ pub struct TenantHandle {
     pub cancel: CancellationToken,
     /// The tenant's paced outbox.
     pub outbox: super::outbox::OutboxHandle,
+    /// The tenant's inbox index (ids and sizes of undelivered items; the inbox cap).
+    pub inbox: Arc<super::inbox::InboxIndex>,
 }
 
 /// What a tenant starts from.
@@ -69,11 +71,13 @@ pub(crate) fn spawn(ctx: &Arc<Ctx>, id: TenantId, initial: Initial, start_delay:
     let mut fail = None;
     let mut keys = wa::KeyCache::new();
     let mut side = super::sidecar::SideStart::default();
+    let inbox = Arc::new(super::inbox::InboxIndex::new(&ctx.config.limits));
     match initial {
         Initial::Hydrated(snap) => {
             keys = hydrate_keys(&id, &snap.keys);
             side.outbox = snap.outbox.values().cloned().collect();
             side.backlog = super::sidecar::backlog(&snap.inbox);
+            inbox.reset(&snap.inbox);
             if let Some(s) = snap.status {
                 status = s;
             }
@@ -114,7 +118,7 @@ pub(crate) fn spawn(ctx: &Arc<Ctx>, id: TenantId, initial: Initial, start_delay:
     view.error.clone_from(&fail);
     let failed = fail.is_some() || (banned && creds.is_some());
     let (view_tx, view_rx) = watch::channel(view);
-    let outbox = super::sidecar::spawn(ctx, &id, side, &tx, &view_rx, &cancel);
+    let outbox = super::sidecar::spawn(ctx, &id, side, &inbox, &tx, &view_rx, &cancel);
     let actor = Actor {
         ctx: Arc::clone(ctx),
         id: id.clone(),
@@ -136,10 +140,12 @@ pub(crate) fn spawn(ctx: &Arc<Ctx>, id: TenantId, initial: Initial, start_delay:
         inbox_seq: 0,
         pending_sends: HashMap::new(),
         received_inbox: VecDeque::new(),
+        inbox: Arc::clone(&inbox),
+        inbox_full_reported: false,
     };
     let span = tracing::info_span!("tenant", tenant_id = %id);
     ctx.spawn(actor.run(start_delay).instrument(span));
-    TenantHandle { commands: tx, view: view_rx, cancel, outbox }
+    TenantHandle { commands: tx, view: view_rx, cancel, outbox, inbox }
 }
 
 /// How a session under one lease ended.
@@ -183,8 +189,13 @@ pub(super) struct Actor {
     pub(super) inbox_seq: u64,
     /// `SendText` replies waiting for their stanza to leave (by message id).
     pub(super) pending_sends: HashMap<String, oneshot::Sender<Result<(), CommandError>>>,
-    /// Inbox ids of committed received messages whose `Event::Message` comes next.
-    pub(super) received_inbox: VecDeque<String>,
+    /// Inbox ids of committed received messages whose `Event::Message` comes next (`None`:
+    /// the message was rejected by the store and reported as `message.failed`).
+    pub(super) received_inbox: VecDeque<Option<String>>,
+    /// The tenant's inbox index and caps (shared with the webhook task and the API).
+    pub(super) inbox: Arc<super::inbox::InboxIndex>,
+    /// `tenant.inbox_full` was reported for the current full spell.
+    pub(super) inbox_full_reported: bool,
 }
 
 /// The key cache of a hydrated tenant; entries that do not load are skipped and counted in
@@ -305,6 +316,8 @@ impl Actor {
                 if let Some(s) = snap.status {
                     self.status = s;
                 }
+                // Another holder may have delivered or added inbox items meanwhile.
+                self.inbox.reset(&snap.inbox);
                 match snap.creds.as_ref().map(persist::creds_from_store).transpose() {
                     Ok(c) => {
                         self.creds = c.filter(wa::Creds::is_paired);

@@ -159,8 +159,10 @@ pub async fn hydrate_returns_committed(f: Fixture) {
     assert_eq!(snap.status, Some(sample_status()));
     assert_eq!(snap.lease.as_ref().map(|l| l.fence()), Some(fence));
     assert_eq!(snap.outbox.get("3EB0/AB.cd").map(|o| o.payload.expose().to_vec()), Some(b"hello".to_vec()));
-    assert_eq!(snap.inbox.get(LINKED_INBOX_ID), Some(&inbox_item(LINKED_INBOX_ID)), "inbox round trip");
+    assert!(snap.inbox.get(LINKED_INBOX_ID).is_some_and(|size| *size > 0), "inbox id and size hydrated");
     assert_eq!(snap.inbox.len(), 1);
+    let item = f.store.get_inbox(&t, LINKED_INBOX_ID).await.unwrap_or_else(|e| panic!("get inbox: {e}"));
+    assert_eq!(item, Some(inbox_item(LINKED_INBOX_ID)), "inbox round trip");
 
     let mut c2 = sample_creds(1);
     c2.next_pre_key_id = 99;
@@ -287,7 +289,9 @@ pub async fn deleted_keys_stay_deleted(f: Fixture) {
     assert!(s.creds.is_none(), "creds survived delete_tenant_keys");
     assert!(s.keys.is_empty(), "keys survived delete_tenant_keys: {:?}", s.keys.keys().collect::<Vec<_>>());
     assert_eq!(s.status, Some(sample_status()), "status doc must stay");
-    assert_eq!(s.inbox.get(LINKED_INBOX_ID), Some(&inbox_item(LINKED_INBOX_ID)), "inbox must stay");
+    assert!(s.inbox.contains_key(LINKED_INBOX_ID), "inbox must stay");
+    let item = f.store.get_inbox(&t, LINKED_INBOX_ID).await.unwrap_or_else(|e| panic!("get inbox: {e}"));
+    assert_eq!(item, Some(inbox_item(LINKED_INBOX_ID)), "inbox must stay");
     assert!(f.store.list_tenants().await.unwrap_or_default().contains(&t), "tenant still listed");
 }
 
@@ -359,17 +363,27 @@ pub async fn corrupt_value_isolated(f: Fixture) {
     link(&f, &bad_inbox, 8).await;
     f.hooks.corrupt_inbox(&bad_inbox, LINKED_INBOX_ID).await.unwrap_or_else(|e| panic!("corrupt inbox: {e}"));
     let inbox_key = format!("inbox/{LINKED_INBOX_ID}");
-    match f.store.hydrate(&bad_inbox).await {
+    // Hydration does not open inbox payloads: the tenant starts and lists the item's id; every
+    // read of the payload is Corrupt.
+    let snap = f.store.hydrate(&bad_inbox).await.unwrap_or_else(|e| panic!("hydrate bad inbox: {e}"));
+    assert!(snap.inbox.contains_key(LINKED_INBOX_ID), "corrupt inbox item still listed by id");
+    match f.store.list_inbox(&bad_inbox).await {
         Err(StoreError::Corrupt { tenant, key, .. }) => {
             assert_eq!((tenant, key), (bad_inbox.clone(), inbox_key.clone()))
         }
-        other => panic!("corrupt inbox item must be Corrupt, got {other:?}"),
+        other => panic!("list_inbox over a corrupt item must be Corrupt, got {other:?}"),
     }
-    match f.store.list_inbox(&bad_inbox).await {
+    match f.store.get_inbox(&bad_inbox, LINKED_INBOX_ID).await {
+        Err(StoreError::Corrupt { tenant, key, .. }) => {
+            assert_eq!((tenant, key), (bad_inbox.clone(), inbox_key.clone()))
+        }
+        other => panic!("get_inbox of a corrupt item must be Corrupt, got {other:?}"),
+    }
+    match f.store.list_inbox_page(&bad_inbox, None, 10).await {
         Err(StoreError::Corrupt { tenant, key, .. }) => {
             assert_eq!((tenant, key), (bad_inbox.clone(), inbox_key))
         }
-        other => panic!("list_inbox over a corrupt item must be Corrupt, got {other:?}"),
+        other => panic!("an inbox page over a corrupt item must be Corrupt, got {other:?}"),
     }
     let victim = KeyRef::Session("15550001234.0:1".into());
     f.hooks.corrupt_key(&bad_key, &victim).await.unwrap_or_else(|e| panic!("corrupt key: {e}"));
@@ -396,6 +410,10 @@ pub async fn corrupt_value_isolated(f: Fixture) {
                 Ok(s) => assert_eq!(s.creds, Some(sample_creds(7)), "good tenant hydrates intact"),
                 Err(e) => panic!("good tenant must hydrate despite the corrupt ones: {e}"),
             }
+        } else if t == bad_inbox {
+            // Inbox payloads are not opened at hydration: the tenant starts; reads are Corrupt.
+            let s = r.unwrap_or_else(|e| panic!("a corrupt inbox item must not stop hydration: {e}"));
+            assert!(s.inbox.contains_key(LINKED_INBOX_ID), "corrupt inbox item still listed by id");
         } else {
             assert!(matches!(r, Err(StoreError::Corrupt { .. })), "{t} must be Corrupt");
         }
@@ -532,7 +550,20 @@ pub async fn inbox_round_trip_in_id_order(f: Fixture) {
     assert_eq!(listed.first(), Some(&replaced), "a later put on the same id wins");
     assert_eq!(listed.get(1), Some(&inbox_item("0002-y/z.w")), "payload and created_at round trip");
     let snap = f.store.hydrate(&t).await.unwrap_or_else(|e| panic!("hydrate: {e}"));
-    assert_eq!(snap.inbox.values().cloned().collect::<Vec<_>>(), listed, "hydrate agrees with list_inbox");
+    assert_eq!(snap.inbox.keys().map(String::as_str).collect::<Vec<_>>(), want, "hydrate lists the ids");
+    assert!(snap.inbox.values().all(|size| *size > 0), "hydrate knows each item's size");
+    // Pages: bounded, in id order, resuming after a given id.
+    let page = f.store.list_inbox_page(&t, None, 2).await.unwrap_or_else(|e| panic!("page 1: {e}"));
+    assert_eq!(page, listed[..2].to_vec(), "first page");
+    let page =
+        f.store.list_inbox_page(&t, Some("0002-y/z.w"), 10).await.unwrap_or_else(|e| panic!("page 2: {e}"));
+    assert_eq!(page, listed[2..].to_vec(), "page after an id");
+    let page =
+        f.store.list_inbox_page(&t, Some("0003-a~"), 10).await.unwrap_or_else(|e| panic!("page 3: {e}"));
+    assert!(page.is_empty(), "nothing after the last id");
+    let one = f.store.get_inbox(&t, "0002-y/z.w").await.unwrap_or_else(|e| panic!("get: {e}"));
+    assert_eq!(one.as_ref(), listed.get(1), "get one item by id");
+    assert_eq!(f.store.get_inbox(&t, "0004-doomed").await.unwrap_or_else(|e| panic!("get: {e}")), None);
     assert!(snap.outbox.is_empty() && snap.keys.is_empty(), "inbox items land only in the inbox");
 
     f.store
@@ -545,10 +576,38 @@ pub async fn inbox_round_trip_in_id_order(f: Fixture) {
     let mut seen = 0;
     while let Some((id, r)) = all.next().await {
         let snap = r.unwrap_or_else(|e| panic!("hydrate_all {id}: {e}"));
-        assert_eq!(snap.inbox.values().cloned().collect::<Vec<_>>(), listed, "hydrate_all sees the inbox");
+        assert_eq!(
+            snap.inbox.keys().map(String::as_str).collect::<Vec<_>>(),
+            inbox_ids(&listed),
+            "hydrate_all sees the inbox"
+        );
         seen += 1;
     }
     assert_eq!(seen, 1, "one tenant");
+}
+
+/// A value over [`MAX_VALUE_BYTES`](super::model::MAX_VALUE_BYTES) is refused as `Invalid`
+/// (rejected: the same batch can never land) on every backend, and nothing of its batch lands;
+/// a value just under the limit commits.
+pub async fn oversized_value_rejected(f: Fixture) {
+    let t = tenant("oversized");
+    let lease = f.store.acquire_lease(&t, "holder-a", TTL).await.unwrap_or_else(|e| panic!("acquire: {e}"));
+    let mut big = inbox_item("1700000000000-000009");
+    big.payload = SecretBytes::new(vec![b'x'; super::model::MAX_VALUE_BYTES + 1]);
+    let b = DeltaBatch::new()
+        .with(Delta::KeyPut { key: KeyRef::PreKey(7), value: SecretBytes::new(vec![7]) })
+        .with(Delta::InboxPut(big));
+    match f.store.commit(&t, lease.fence(), &b).await {
+        Err(e @ StoreError::Invalid { .. }) => assert!(e.is_rejected() && !e.is_retryable(), "{e}"),
+        other => panic!("an oversized value must be Invalid, got {other:?}"),
+    }
+    let snap = f.store.hydrate(&t).await.unwrap_or_else(|e| panic!("hydrate: {e}"));
+    assert!(snap.keys.is_empty() && snap.inbox.is_empty(), "nothing of a rejected batch lands");
+    let mut fits = inbox_item("1700000000000-000010");
+    fits.payload = SecretBytes::new(vec![b'y'; 512 * 1024]);
+    let b = DeltaBatch::new().with(Delta::InboxPut(fits.clone()));
+    f.store.commit(&t, lease.fence(), &b).await.unwrap_or_else(|e| panic!("a 512 KiB value must fit: {e}"));
+    assert_eq!(f.store.get_inbox(&t, &fits.id).await.unwrap_or_else(|e| panic!("get: {e}")), Some(fits));
 }
 
 /// An inbox put commits atomically with key changes (an injected mid-batch failure lands
@@ -575,7 +634,7 @@ pub async fn inbox_atomic_fenced_and_kept_on_logout(f: Fixture) {
     }
     f.store.commit(&t, a.fence(), &received).await.unwrap_or_else(|e| panic!("retry: {e}"));
     let done = f.store.hydrate(&t).await.unwrap_or_else(|e| panic!("hydrate done: {e}"));
-    assert_eq!(inbox_ids(&done.inbox.values().cloned().collect::<Vec<_>>()), ["1700000000001-000002"]);
+    assert_eq!(done.inbox.keys().map(String::as_str).collect::<Vec<_>>(), ["1700000000001-000002"]);
     assert!(done.keys.contains_key(&KeyRef::Session("peer.0".into())));
     assert!(!done.keys.contains_key(&KeyRef::PreKey(1)));
 
@@ -598,7 +657,11 @@ pub async fn inbox_atomic_fenced_and_kept_on_logout(f: Fixture) {
     f.store.delete_tenant_keys(&t, b.fence()).await.unwrap_or_else(|e| panic!("logout: {e}"));
     let s = f.store.hydrate(&t).await.unwrap_or_else(|e| panic!("hydrate after logout: {e}"));
     assert!(s.creds.is_none() && s.keys.is_empty(), "logout clears creds and keys");
-    assert_eq!(s.inbox.values().cloned().collect::<Vec<_>>(), listed, "logout keeps the inbox");
+    assert_eq!(
+        s.inbox.keys().map(String::as_str).collect::<Vec<_>>(),
+        inbox_ids(&listed),
+        "logout keeps the inbox"
+    );
     assert_eq!(f.store.list_inbox(&t).await.unwrap_or_else(|e| panic!("list: {e}")), listed);
     f.store.delete_tenant(&t, b.fence()).await.unwrap_or_else(|e| panic!("delete tenant: {e}"));
     assert!(

@@ -297,9 +297,15 @@ impl Store for EmbeddedStore {
                 let item = record::decode_outbox(&inner.ring, &tenant, &id, &v)?;
                 snap.outbox.insert(item.id.clone(), item);
             }
-            for (id, v) in scan(&tx.open_table(INBOX).map_err(err(OP))?, &tenant, OP)? {
-                let item = record::decode_inbox(&inner.ring, &tenant, &id, &v)?;
-                snap.inbox.insert(item.id.clone(), item);
+            // Ids and sizes only: inbox payloads are paged on demand, never hydrated.
+            let inbox = tx.open_table(INBOX).map_err(err(OP))?;
+            for item in inbox.range((tenant.as_str(), "")..).map_err(err(OP))? {
+                let (k, v) = item.map_err(err(OP))?;
+                let (t, doc) = k.value();
+                if t != tenant.as_str() {
+                    break;
+                }
+                snap.inbox.insert(record::inbox_id(&tenant, doc)?, v.value().len() as u64);
             }
             Ok(snap)
         })
@@ -622,6 +628,55 @@ impl Store for EmbeddedStore {
             // Stored by escaped doc id; the contract orders by the id itself.
             items.sort_by(|a, b| a.id.cmp(&b.id));
             Ok(items)
+        })
+        .await
+    }
+
+    async fn list_inbox_page(
+        &self,
+        tenant: &TenantId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<InboxItem>, StoreError> {
+        let (tenant, after) = (tenant.clone(), after.map(str::to_owned));
+        self.blocking("list inbox", move |inner| {
+            const OP: &str = "list inbox";
+            let tx = inner.db.begin_read().map_err(err(OP))?;
+            let table = tx.open_table(INBOX).map_err(err(OP))?;
+            // Ids (keys only) first, then the values of the page: never more than `limit`
+            // payloads in memory.
+            let mut ids = Vec::new();
+            for item in table.range((tenant.as_str(), "")..).map_err(err(OP))? {
+                let (k, _) = item.map_err(err(OP))?;
+                let (t, doc) = k.value();
+                if t != tenant.as_str() {
+                    break;
+                }
+                let id = record::inbox_id(&tenant, doc)?;
+                if after.as_deref().is_none_or(|a| id.as_str() > a) {
+                    ids.push((id, doc.to_owned()));
+                }
+            }
+            ids.sort();
+            let mut out = Vec::new();
+            for (_, doc) in ids.into_iter().take(limit) {
+                if let Some(v) = table.get((tenant.as_str(), doc.as_str())).map_err(err(OP))? {
+                    out.push(record::decode_inbox(&inner.ring, &tenant, &doc, v.value())?);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn get_inbox(&self, tenant: &TenantId, id: &str) -> Result<Option<InboxItem>, StoreError> {
+        let (tenant, doc) = (tenant.clone(), record::inbox_doc_id(id));
+        self.blocking("get inbox", move |inner| {
+            const OP: &str = "get inbox";
+            let tx = inner.db.begin_read().map_err(err(OP))?;
+            let table = tx.open_table(INBOX).map_err(err(OP))?;
+            let v = table.get((tenant.as_str(), doc.as_str())).map_err(err(OP))?;
+            v.map(|v| record::decode_inbox(&inner.ring, &tenant, &doc, v.value())).transpose()
         })
         .await
     }

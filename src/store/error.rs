@@ -124,6 +124,14 @@ impl StoreError {
         )
     }
 
+    /// Whether the store refused the batch itself (a value over a size limit, a value the
+    /// backend calls invalid): the same batch can never land, whatever the caller waits for.
+    /// Caller: do not retry it; drop or shrink what it carries and report the loss. (Other
+    /// permanent errors — corruption, configuration, permissions — are not about the batch.)
+    pub fn is_rejected(&self) -> bool {
+        matches!(self, Self::Invalid { .. })
+    }
+
     /// Whether this error means the caller lost the tenant's lease.
     pub fn is_fenced(&self) -> bool {
         matches!(self, Self::Fenced { .. })
@@ -161,6 +169,10 @@ mod tests {
         assert!(fenced.is_fenced());
         assert!(!StoreError::corrupt(&t, "creds/current", "bad tag").is_retryable());
         assert!(!StoreError::backend("commit", "denied").is_retryable());
+        let too_big = StoreError::Invalid { what: "inbox item", detail: "over the limit".into() };
+        assert!(too_big.is_rejected() && !too_big.is_retryable());
+        assert!(!StoreError::backend("commit", "denied").is_rejected());
+        assert!(!StoreError::unavailable("commit", "down").is_rejected());
     }
 
     /// Messages are lowercase and carry the facts.

@@ -144,8 +144,8 @@ impl Store for MemoryStore {
             snap.outbox.insert(item.id.clone(), item);
         }
         for (id, v) in &t.inbox {
-            let item = record::decode_inbox(ring, tenant, id, v)?;
-            snap.inbox.insert(item.id.clone(), item);
+            // Ids and sizes only: payloads are paged on demand.
+            snap.inbox.insert(record::inbox_id(tenant, id)?, v.len() as u64);
         }
         Ok(snap)
     }
@@ -309,6 +309,36 @@ impl Store for MemoryStore {
         // Stored by escaped doc id; the contract orders by the id itself.
         items.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(items)
+    }
+
+    async fn list_inbox_page(
+        &self,
+        tenant: &TenantId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<InboxItem>, StoreError> {
+        let raw: Vec<(String, Vec<u8>)> = {
+            let map = self.lock("list inbox")?;
+            let Some(t) = map.get(tenant) else { return Ok(Vec::new()) };
+            let mut ids: Vec<(String, &String)> = t
+                .inbox
+                .keys()
+                .map(|doc| Ok((record::inbox_id(tenant, doc)?, doc)))
+                .collect::<Result<_, StoreError>>()?;
+            ids.retain(|(id, _)| after.is_none_or(|a| id.as_str() > a));
+            ids.sort();
+            ids.into_iter()
+                .take(limit)
+                .filter_map(|(_, doc)| t.inbox.get(doc).map(|v| (doc.clone(), v.clone())))
+                .collect()
+        };
+        raw.iter().map(|(doc, v)| record::decode_inbox(&self.inner.ring, tenant, doc, v)).collect()
+    }
+
+    async fn get_inbox(&self, tenant: &TenantId, id: &str) -> Result<Option<InboxItem>, StoreError> {
+        let doc = record::inbox_doc_id(id);
+        let raw = self.lock("get inbox")?.get(tenant).and_then(|t| t.inbox.get(&doc).cloned());
+        raw.map(|v| record::decode_inbox(&self.inner.ring, tenant, &doc, &v)).transpose()
     }
 }
 

@@ -203,10 +203,25 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn list_outbox(&self, tenant: &TenantId) -> Result<Vec<OutboxItem>, StoreError>;
 
     /// Undelivered inbox items, sorted by id ascending (arrival order for host-made ids).
-    /// A value that does not decode or decrypt is `Corrupt`. Every backend overrides this with a
-    /// direct read; the default (through [`hydrate`](Self::hydrate)) keeps wrappers correct.
-    async fn list_inbox(&self, tenant: &TenantId) -> Result<Vec<InboxItem>, StoreError> {
-        Ok(self.hydrate(tenant).await?.inbox.into_values().collect())
+    /// A value that does not decode or decrypt is `Corrupt`.
+    async fn list_inbox(&self, tenant: &TenantId) -> Result<Vec<InboxItem>, StoreError>;
+
+    /// One page of the inbox: at most `limit` items whose id is greater than `after` (from the
+    /// first when `None`), ascending. The default reads the whole inbox (backends override it
+    /// with a bounded read; wrappers stay correct).
+    async fn list_inbox_page(
+        &self,
+        tenant: &TenantId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<InboxItem>, StoreError> {
+        let items = self.list_inbox(tenant).await?;
+        Ok(items.into_iter().filter(|i| after.is_none_or(|a| i.id.as_str() > a)).take(limit).collect())
+    }
+
+    /// One inbox item by id (`None` when absent, e.g. already delivered and deleted).
+    async fn get_inbox(&self, tenant: &TenantId, id: &str) -> Result<Option<InboxItem>, StoreError> {
+        Ok(self.list_inbox(tenant).await?.into_iter().find(|i| i.id == id))
     }
 
     /// Hydrates every tenant, `concurrency` at a time, yielding each tenant's own result as it

@@ -755,6 +755,12 @@ pub struct StoredEvent {
     pub detail: String,
 }
 
+/// Largest single stored value (sealed bytes) any backend accepts: Firestore's limit for one
+/// field value. A bigger value is [`StoreError::Invalid`](super::StoreError::Invalid) on every
+/// backend, checked before anything is written, so a batch that can never land fails the same
+/// way everywhere.
+pub const MAX_VALUE_BYTES: usize = 1_048_487;
+
 /// How many events each tenant keeps.
 pub const EVENTS_KEPT: usize = 50;
 
@@ -833,8 +839,10 @@ pub struct TenantSnapshot {
     pub keys: BTreeMap<KeyRef, SecretBytes>,
     /// Queued outbound items, by id.
     pub outbox: BTreeMap<String, OutboxItem>,
-    /// Undelivered events, by id.
-    pub inbox: BTreeMap<String, InboxItem>,
+    /// Undelivered events: id → stored size in bytes. Only ids and sizes: hydration never
+    /// loads inbox payloads (page them with `Store::list_inbox_page` / `Store::get_inbox`), so
+    /// a large inbox costs no memory at start.
+    pub inbox: BTreeMap<String, u64>,
 }
 
 /// Per-tenant overrides of the host's pacing (API field `pacing`, stored in the status doc; applied by `host::outbox`);

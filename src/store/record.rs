@@ -31,6 +31,12 @@ pub(crate) fn inbox_doc_id(id: &str) -> String {
     escape_component(id)
 }
 
+/// The inbox item id of a document id (`Corrupt` when it is not one [`inbox_doc_id`] makes).
+pub(crate) fn inbox_id(tenant: &TenantId, doc_id: &str) -> Result<String, StoreError> {
+    super::model::unescape_component(doc_id)
+        .ok_or_else(|| StoreError::corrupt(tenant, format!("inbox/{doc_id}"), "malformed document id"))
+}
+
 /// The tenant row: status fields plus the lease.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct TenantRow {
@@ -247,7 +253,20 @@ pub(crate) enum Op {
     DeleteInbox(String),
 }
 
-/// Encodes a batch into ops (sealing every secret). Encoding happens before any write.
+/// `Invalid` when one sealed value is over [`MAX_VALUE_BYTES`](super::model::MAX_VALUE_BYTES).
+fn within_limit(what: &'static str, bytes: Vec<u8>) -> Result<Vec<u8>, StoreError> {
+    let max = super::model::MAX_VALUE_BYTES;
+    if bytes.len() > max {
+        return Err(StoreError::Invalid {
+            what,
+            detail: format!("stored value is {} bytes; the limit is {max}", bytes.len()),
+        });
+    }
+    Ok(bytes)
+}
+
+/// Encodes a batch into ops (sealing every secret). Encoding happens before any write; a value
+/// over [`MAX_VALUE_BYTES`](super::model::MAX_VALUE_BYTES) fails the whole batch as `Invalid`.
 pub(crate) fn encode_batch(
     ring: &Keyring,
     tenant: &TenantId,
@@ -259,19 +278,21 @@ pub(crate) fn encode_batch(
         .iter()
         .map(|d| {
             Ok(match d {
-                Delta::CredsPut(c) => Op::PutCreds(encode_creds(ring, tenant, c)?),
+                Delta::CredsPut(c) => Op::PutCreds(within_limit("creds", encode_creds(ring, tenant, c)?)?),
                 Delta::KeyPut { key, value } => {
-                    Op::PutKey(key.doc_id(), encode_key(ring, tenant, key, value)?)
+                    Op::PutKey(key.doc_id(), within_limit("key", encode_key(ring, tenant, key, value)?)?)
                 }
                 Delta::KeyDelete(key) => Op::DeleteKey(key.doc_id()),
                 Delta::StatusPut(s) => Op::PutStatus(s.clone()),
-                Delta::OutboxPut(item) => {
-                    Op::PutOutbox(outbox_doc_id(&item.id), encode_outbox(ring, tenant, item)?)
-                }
+                Delta::OutboxPut(item) => Op::PutOutbox(
+                    outbox_doc_id(&item.id),
+                    within_limit("outbox item", encode_outbox(ring, tenant, item)?)?,
+                ),
                 Delta::OutboxDelete(id) => Op::DeleteOutbox(outbox_doc_id(id)),
-                Delta::InboxPut(item) => {
-                    Op::PutInbox(inbox_doc_id(&item.id), encode_inbox(ring, tenant, item)?)
-                }
+                Delta::InboxPut(item) => Op::PutInbox(
+                    inbox_doc_id(&item.id),
+                    within_limit("inbox item", encode_inbox(ring, tenant, item)?)?,
+                ),
                 Delta::InboxDelete(id) => Op::DeleteInbox(inbox_doc_id(id)),
             })
         })

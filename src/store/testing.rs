@@ -223,6 +223,19 @@ impl Store for RecordingStore {
         self.push(StoreOp::Read { what: "list_inbox", tenant: Some(tenant.clone()) });
         self.inner.list_inbox(tenant).await
     }
+    async fn list_inbox_page(
+        &self,
+        tenant: &TenantId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<InboxItem>, StoreError> {
+        self.push(StoreOp::Read { what: "list_inbox_page", tenant: Some(tenant.clone()) });
+        self.inner.list_inbox_page(tenant, after, limit).await
+    }
+    async fn get_inbox(&self, tenant: &TenantId, id: &str) -> Result<Option<InboxItem>, StoreError> {
+        self.push(StoreOp::Read { what: "get_inbox", tenant: Some(tenant.clone()) });
+        self.inner.get_inbox(tenant, id).await
+    }
 }
 
 /// Wraps a store and injects faults: fail the Nth commit (1-based, counted from creation or
@@ -377,5 +390,18 @@ impl Store for FaultyStore {
     async fn list_inbox(&self, tenant: &TenantId) -> Result<Vec<InboxItem>, StoreError> {
         self.gate("list inbox")?;
         self.inner.list_inbox(tenant).await
+    }
+    async fn list_inbox_page(
+        &self,
+        tenant: &TenantId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<InboxItem>, StoreError> {
+        self.gate("list inbox")?;
+        self.inner.list_inbox_page(tenant, after, limit).await
+    }
+    async fn get_inbox(&self, tenant: &TenantId, id: &str) -> Result<Option<InboxItem>, StoreError> {
+        self.gate("get inbox")?;
+        self.inner.get_inbox(tenant, id).await
     }
 }

@@ -119,6 +119,9 @@ impl Store for Probe {
     async fn list_outbox(&self, t: &TenantId) -> Result<Vec<OutboxItem>, StoreError> {
         self.inner.list_outbox(t).await
     }
+    async fn list_inbox(&self, t: &TenantId) -> Result<Vec<staylinked::store::InboxItem>, StoreError> {
+        self.inner.list_inbox(t).await
+    }
 }
 
 /// Invariant 1: the paired creds are committed (fenced, after the lease was acquired) before

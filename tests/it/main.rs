@@ -13,6 +13,7 @@ mod chaos;
 mod deploy_files;
 mod durability;
 mod host_lifecycle;
+mod host_limits;
 mod host_process;
 mod host_tenant_state;
 mod host_util;

@@ -143,6 +143,7 @@ conformance!(
     hydrate_all_streams_everyone,
     inbox_round_trip_in_id_order,
     inbox_atomic_fenced_and_kept_on_logout,
+    oversized_value_rejected,
     status_writes_never_revert_config,
     create_tenant_is_exclusive,
     deleted_tenant_is_not_recreated,

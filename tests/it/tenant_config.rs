@@ -86,6 +86,9 @@ impl Store for RaceStore {
     async fn list_outbox(&self, t: &TenantId) -> Result<Vec<OutboxItem>, StoreError> {
         self.inner.list_outbox(t).await
     }
+    async fn list_inbox(&self, t: &TenantId) -> Result<Vec<staylinked::store::InboxItem>, StoreError> {
+        self.inner.list_inbox(t).await
+    }
 }
 
 /// Two hosts, one store: concurrent creates give one tenant with the winner's secret; then

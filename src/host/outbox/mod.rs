@@ -32,13 +32,15 @@ pub use record::{MessageView, SendStatus};
 use self::pacing::{Pacer, Pacing};
 use super::clock;
 use super::events::{EventSink, TenantEvent};
+use super::inbox::Limits;
 use super::policy;
 use super::state::{CommandError, TenantCommand, TenantState, TenantView};
 use crate::store::{Delta, DeltaBatch, OutboxItem, Store};
 use crate::types::{FencingToken, TenantId};
 use crate::wa::client::{MessageStatus, StatusUpdate};
 
-/// Most messages a tenant may have queued (not yet sent) at once.
+/// Most messages a tenant may have queued (not yet sent) at once, unless configured
+/// otherwise (`STAYLINKED_OUTBOX_MAX_MESSAGES`, see [`Limits`]).
 pub const MAX_QUEUED: usize = 10_000;
 /// Settled (sent, delivered, read, failed) messages kept per tenant for status reads.
 pub const SETTLED_KEPT: usize = 256;
@@ -72,11 +74,17 @@ pub enum OutboxError {
     /// The tenant holds no lease yet (starting up or between attempts; caller: retry).
     #[error("tenant is not ready to queue messages")]
     NotReady,
-    /// [`MAX_QUEUED`] messages are already waiting (caller: slow down).
+    /// The tenant's cap of queued messages is reached (caller: slow down).
     #[error("outbox is full ({max} queued messages)")]
     Full {
         /// The limit.
         max: usize,
+    },
+    /// The queued texts would exceed the tenant's byte cap (caller: slow down).
+    #[error("outbox is full ({max_bytes} bytes of queued texts)")]
+    FullBytes {
+        /// The limit.
+        max_bytes: u64,
     },
     /// The store refused the write; nothing was queued (caller: retry).
     #[error("store failed: {0}")]
@@ -146,6 +154,8 @@ pub struct OutboxStart {
     pub items: Vec<OutboxItem>,
     /// Host pacing defaults.
     pub pacing: Pacing,
+    /// Per-tenant caps (the outbox ones apply here).
+    pub limits: Limits,
     /// The tenant actor's command channel.
     pub commands: mpsc::Sender<TenantCommand>,
     /// The tenant actor's view (connection state, lease epoch, overrides). The task ends when
@@ -173,6 +183,7 @@ struct Task {
     tenant: TenantId,
     events: Arc<dyn EventSink>,
     defaults: Pacing,
+    limits: Limits,
     commands: mpsc::Sender<TenantCommand>,
     view: watch::Receiver<TenantView>,
     cancel: CancellationToken,
@@ -205,6 +216,7 @@ impl Task {
             tenant: s.tenant,
             events: s.events,
             defaults: s.pacing,
+            limits: s.limits,
             commands: s.commands,
             view: s.view,
             cancel: s.cancel,
@@ -458,9 +470,19 @@ impl Task {
         if self.loaded_epoch_stale() {
             self.reload().await;
         }
-        let queued = self.entries.values().filter(|e| e.record.status == SendStatus::Queued).count();
-        if queued >= MAX_QUEUED {
-            return Err(OutboxError::Full { max: MAX_QUEUED });
+        // Caps before the commit: nothing is written for a refused message.
+        let (queued, queued_bytes) = self
+            .entries
+            .values()
+            .filter(|e| e.record.status == SendStatus::Queued)
+            .fold((0u64, 0u64), |(n, b), e| (n + 1, b.saturating_add(e.record.text.len() as u64)));
+        if queued >= self.limits.outbox_max_messages {
+            return Err(OutboxError::Full {
+                max: usize::try_from(self.limits.outbox_max_messages).unwrap_or(usize::MAX),
+            });
+        }
+        if queued_bytes.saturating_add(text.len() as u64) > self.limits.outbox_max_bytes {
+            return Err(OutboxError::FullBytes { max_bytes: self.limits.outbox_max_bytes });
         }
         let own_user = me.as_deref().and_then(|j| j.split(['@', ':']).next());
         let id = crate::wa::message::new_message_id(clock::unix_secs(), own_user, &mut rand::rngs::OsRng);

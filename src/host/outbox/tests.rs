@@ -44,6 +44,7 @@ struct Fixture {
     acks: Arc<std::sync::atomic::AtomicBool>,
     cancel: CancellationToken,
     tasks: tokio::task::JoinSet<()>,
+    limits: Limits,
 }
 
 impl Fixture {
@@ -70,6 +71,7 @@ impl Fixture {
             acks: Arc::new(std::sync::atomic::AtomicBool::new(true)),
             cancel: CancellationToken::new(),
             tasks: tokio::task::JoinSet::new(),
+            limits: Limits::default(),
         }
     }
 
@@ -84,6 +86,7 @@ impl Fixture {
                 tenant: self.tenant.clone(),
                 items,
                 pacing,
+                limits: self.limits,
                 commands: cmd_tx,
                 view: self.view.subscribe(),
                 cancel: self.cancel.clone(),
@@ -391,4 +394,23 @@ async fn unacked_hand_off_is_resent_with_the_same_id() {
     assert_eq!(s[2].0, id);
     wait_status(&h, &id, SendStatus::Sent).await;
     f.stop().await;
+}
+
+/// The per-tenant caps hold before anything is written: by count (`Full`) and by bytes of
+/// queued text (`FullBytes`); refused messages leave nothing in the store; a message that goes
+/// out frees its space.
+#[tokio::test]
+async fn caps_by_count_and_bytes() {
+    let mut f = Fixture::new().await;
+    f.limits.outbox_max_messages = 3;
+    f.limits.outbox_max_bytes = 10;
+    let ob = f.start(Pacing::default()).await;
+    ob.enqueue("15550002222@s.whatsapp.net".into(), "aaaa".into()).await.unwrap();
+    ob.enqueue("15550002222@s.whatsapp.net".into(), "bbbb".into()).await.unwrap();
+    let r = ob.enqueue("15550002222@s.whatsapp.net".into(), "ccc".into()).await;
+    assert_eq!(r.unwrap_err(), OutboxError::FullBytes { max_bytes: 10 }, "8 + 3 bytes > 10");
+    ob.enqueue("15550002222@s.whatsapp.net".into(), "cc".into()).await.unwrap();
+    let r = ob.enqueue("15550002222@s.whatsapp.net".into(), "d".into()).await;
+    assert_eq!(r.unwrap_err(), OutboxError::Full { max: 3 });
+    assert_eq!(f.store.list_outbox(&f.tenant).await.unwrap().len(), 3, "refused messages are not stored");
 }

@@ -64,7 +64,7 @@ impl Default for WebhookConfig {
 
 #[derive(Debug, Clone)]
 struct Lane {
-    events: mpsc::Sender<TenantEvent>,
+    events: mpsc::Sender<worker::Pending>,
     outbox: Option<OutboxHandle>,
 }
 
@@ -88,7 +88,11 @@ impl Dispatcher {
 
     /// Attaches a tenant: its events go to `events` (the delivery task's receiver side), its
     /// message statuses also to `outbox`. Replaces an earlier lane of the same tenant.
-    pub fn attach(&self, tenant: TenantId, outbox: Option<OutboxHandle>) -> mpsc::Receiver<TenantEvent> {
+    pub(crate) fn attach(
+        &self,
+        tenant: TenantId,
+        outbox: Option<OutboxHandle>,
+    ) -> mpsc::Receiver<worker::Pending> {
         let (tx, rx) = mpsc::channel(LANE_QUEUE);
         if let Ok(mut lanes) = self.lanes.lock() {
             lanes.insert(tenant, Lane { events: tx, outbox });
@@ -116,7 +120,10 @@ impl EventSink for Dispatcher {
         if let (TenantEvent::MessageStatus(st), Some(outbox)) = (&event, &lane.outbox) {
             outbox.status(st.clone());
         }
-        if let Err(e) = lane.events.try_send(event) {
+        // A received message travels as its inbox id only (its body is read back from the
+        // inbox at delivery), so a full lane never holds message bodies.
+        let Some(pending) = worker::Pending::from_event(&event, &mut rand::thread_rng()) else { return };
+        if let Err(e) = lane.events.try_send(pending) {
             // Only a stuck endpoint fills the lane; received messages stay in the inbox and are
             // redelivered at the next cold start.
             tracing::warn!(tenant_id = %tenant, error = %e, "webhook lane full or closed; event dropped");

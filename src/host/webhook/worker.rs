@@ -3,6 +3,12 @@
 //! exponentially with full jitter between failures, and keeps accepting new events meanwhile
 //! so publishing never blocks. A delivered `message.received` has its inbox item deleted.
 //!
+//! Bounded memory: a received message is queued as its inbox id only; its body is read from
+//! the durable inbox when its turn comes (so the backlog costs ids, never bodies, and is
+//! bounded by the inbox cap). Other events (small) are capped at [`MAX_PENDING`]. Without a
+//! `webhook_url`, stored messages wait in the inbox (for a URL to be set, or for
+//! `GET /inbox` + `POST /inbox/ack`) and other events are dropped.
+//!
 //! Reads the URL and secret from the tenant's view on every attempt (a PATCH takes effect at
 //! the next try). Never touches the tenant's connection.
 
@@ -18,13 +24,15 @@ use tokio_util::sync::CancellationToken;
 
 use super::{EVENT_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookConfig, sign};
 use crate::host::events::TenantEvent;
+use crate::host::inbox::InboxIndex;
 use crate::host::state::TenantView;
 use crate::host::{clock, egress};
-use crate::store::{Delta, DeltaBatch, Store};
+use crate::store::{Delta, DeltaBatch, Store, StoreError};
 use crate::types::TenantId;
 
-/// Events kept in memory per tenant while its endpoint fails; beyond this, new events are
-/// dropped with a warning (received messages stay in the durable inbox).
+/// Events other than stored messages kept in memory per tenant while its endpoint fails;
+/// beyond this, new ones are dropped with a warning. Stored messages are queued by id only and
+/// bounded by the inbox cap instead.
 pub(crate) const MAX_PENDING: usize = 10_000;
 
 /// One event waiting for delivery.
@@ -34,9 +42,9 @@ pub(crate) struct Pending {
     pub(crate) id: String,
     /// Event name (`message.received`, ...).
     pub(crate) event: String,
-    /// Event data.
+    /// Event data (`Null` for a stored message until it is read back from the inbox).
     pub(crate) data: serde_json::Value,
-    /// The inbox item to delete once delivered.
+    /// The inbox item holding the event (read at delivery, deleted once delivered).
     pub(crate) inbox_id: Option<String>,
 }
 
@@ -58,8 +66,12 @@ fn event_id(rng: &mut impl rand::Rng) -> String {
 }
 
 impl Pending {
-    /// Wraps a published event; `None` for an event that cannot be serialised (logged).
+    /// Wraps a published event; `None` for an event that cannot be serialised (logged). A
+    /// received message becomes a reference to its inbox item (no body kept).
     pub(crate) fn from_event(ev: &TenantEvent, rng: &mut impl rand::Rng) -> Option<Self> {
+        if let TenantEvent::MessageReceived { inbox_id, .. } = ev {
+            return Some(Self::stored(inbox_id.clone()));
+        }
         let v = match serde_json::to_value(ev) {
             Ok(v) => v,
             Err(e) => {
@@ -67,11 +79,17 @@ impl Pending {
                 return None;
             }
         };
-        let inbox_id = match ev {
-            TenantEvent::MessageReceived { inbox_id, .. } => Some(inbox_id.clone()),
-            _ => None,
-        };
-        Self::from_value(v, inbox_id, rng)
+        Self::from_value(v, None, rng)
+    }
+
+    /// A stored message, by inbox id (its body is read from the inbox at delivery).
+    pub(crate) fn stored(inbox_id: String) -> Self {
+        Self {
+            id: inbox_id.clone(),
+            event: "message.received".to_owned(),
+            data: serde_json::Value::Null,
+            inbox_id: Some(inbox_id),
+        }
     }
 
     /// Wraps a serialised event (`{"event","data"}`, the inbox payload format).
@@ -95,98 +113,175 @@ pub(crate) struct Worker {
     pub(crate) client: reqwest::Client,
     pub(crate) config: WebhookConfig,
     pub(crate) view: watch::Receiver<TenantView>,
-    pub(crate) lane: mpsc::Receiver<TenantEvent>,
+    pub(crate) lane: mpsc::Receiver<Pending>,
     pub(crate) cancel: CancellationToken,
-    /// Undelivered events to send first (cold start: the inbox).
+    /// Undelivered stored messages to send first (cold start: the inbox ids), oldest first.
     pub(crate) backlog: Vec<Pending>,
+    /// The tenant's inbox index (delivered items are removed from it).
+    pub(crate) inbox: Arc<InboxIndex>,
 }
 
 /// How one delivery attempt ended.
 enum Attempt {
     Delivered,
     Failed(String),
-    NoUrl,
+}
+
+/// A queued event made ready to send.
+enum Loaded {
+    Ready(Pending),
+    /// The stored message is gone (acknowledged through the API) or unreadable: skip it.
+    Gone,
+    /// The store could not be read: retry later.
+    Retry(String),
+}
+
+/// The queue and lane of one worker, so waits keep taking new events.
+struct Queue {
+    items: VecDeque<Pending>,
+    lane: mpsc::Receiver<Pending>,
+    lane_open: bool,
+}
+
+impl Queue {
+    fn push(&mut self, p: Pending) {
+        if p.inbox_id.is_some() {
+            // A redelivered inbox item (cold-start backlog) must not be queued twice.
+            if self.items.iter().any(|q| q.inbox_id == p.inbox_id) {
+                return;
+            }
+        } else if self.items.iter().filter(|q| q.inbox_id.is_none()).count() >= MAX_PENDING {
+            tracing::warn!(max = MAX_PENDING, "webhook backlog full; event dropped");
+            return;
+        }
+        self.items.push_back(p);
+    }
+
+    /// The next event from the lane (pending forever once it closed).
+    async fn recv(&mut self) {
+        if !self.lane_open {
+            return std::future::pending().await;
+        }
+        match self.lane.recv().await {
+            Some(p) => self.push(p),
+            None => self.lane_open = false,
+        }
+    }
+
+    /// Takes lane events until `until`. False on shutdown.
+    async fn wait_until(&mut self, cancel: &CancellationToken, until: tokio::time::Instant) -> bool {
+        loop {
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => return false,
+                () = tokio::time::sleep_until(until) => return true,
+                () = self.recv() => {}
+            }
+        }
+    }
 }
 
 impl Worker {
     /// Runs until shutdown or until the tenant's actor is gone.
     pub(crate) async fn run(self) {
-        let Self { tenant, store, client, config, view, mut lane, cancel, backlog } = self;
+        let Self { tenant, store, client, config, view, lane, cancel, backlog, inbox } = self;
         let mut rng = rand::rngs::StdRng::from_entropy();
-        let mut queue: VecDeque<Pending> = backlog.into();
-        let mut lane_open = true;
+        let mut q = Queue { items: backlog.into(), lane, lane_open: true };
         let mut failures = 0u32;
         let mut view_rx = view.clone();
         // Delivered inbox items whose delete has not been committed yet (no lease yet, or the
         // store failed); retried on every view change and after every delivery.
         let mut acks: Vec<String> = Vec::new();
         loop {
-            let Some(head) = queue.front().cloned() else {
+            if view.borrow().webhook_url.is_none() {
+                // Nowhere to deliver: stored messages wait in the inbox, other events go.
+                q.items.retain(|p| p.inbox_id.is_some());
+            }
+            let idle = q.items.is_empty() || view.borrow().webhook_url.is_none();
+            if idle {
                 tokio::select! {
                     () = cancel.cancelled() => return,
                     changed = view_rx.changed() => {
                         if changed.is_err() {
                             return;
                         }
-                        ack_inbox(&store, &tenant, &view, &mut acks).await;
+                        ack_inbox(&store, &tenant, &view, &inbox, &mut acks).await;
                     }
-                    ev = lane.recv(), if lane_open => match ev {
-                        Some(ev) => push(&mut queue, &ev, &mut rng),
-                        None => lane_open = false,
-                    },
+                    () = q.recv() => {}
                 }
                 continue;
-            };
-            let deliver = deliver(&client, &config, &tenant, &view, &head);
-            tokio::pin!(deliver);
-            let outcome = loop {
-                tokio::select! {
-                    biased;
-                    () = cancel.cancelled() => return,
-                    r = &mut deliver => break r,
-                    ev = lane.recv(), if lane_open => match ev {
-                        Some(ev) => push(&mut queue, &ev, &mut rng),
-                        None => lane_open = false,
-                    },
+            }
+            let Some(queued) = q.items.front().cloned() else { continue };
+            let outcome = match load(&store, &tenant, queued, &mut rng).await {
+                Loaded::Gone => {
+                    q.items.pop_front();
+                    continue;
                 }
-            };
-            match outcome {
-                Attempt::Delivered => {
-                    failures = 0;
-                    queue.pop_front();
-                    tracing::debug!(event = %head.event, event_id = %head.id, "webhook delivered");
-                    if let Some(inbox_id) = &head.inbox_id {
-                        acks.push(inbox_id.clone());
-                    }
-                    ack_inbox(&store, &tenant, &view, &mut acks).await;
-                }
-                Attempt::NoUrl => {
-                    // Nowhere to deliver: drop it (received messages stay in the inbox).
-                    queue.pop_front();
-                }
-                Attempt::Failed(_) if view.has_changed().is_err() => {
-                    // The tenant was deleted: nobody will ever want these events.
-                    return;
-                }
-                Attempt::Failed(why) => {
-                    failures = failures.saturating_add(1);
-                    let wait = retry_delay(&config, failures, rng.r#gen());
-                    tracing::warn!(event = %head.event, event_id = %head.id, attempt = failures, retry_in_ms = clock::ms(wait), error = %why, "webhook delivery failed; retrying");
-                    let until = tokio::time::Instant::now() + wait;
-                    loop {
+                Loaded::Retry(why) => Attempt::Failed(why),
+                Loaded::Ready(head) => {
+                    let deliver = deliver(&client, &config, &tenant, &view, &head);
+                    tokio::pin!(deliver);
+                    let outcome = loop {
                         tokio::select! {
                             biased;
                             () = cancel.cancelled() => return,
-                            () = tokio::time::sleep_until(until) => break,
-                            ev = lane.recv(), if lane_open => match ev {
-                                Some(ev) => push(&mut queue, &ev, &mut rng),
-                                None => lane_open = false,
-                            },
+                            r = &mut deliver => break r,
+                            () = q.recv() => {}
                         }
+                    };
+                    if matches!(outcome, Attempt::Delivered) {
+                        failures = 0;
+                        q.items.pop_front();
+                        tracing::debug!(event = %head.event, event_id = %head.id, "webhook delivered");
+                        if let Some(inbox_id) = &head.inbox_id {
+                            acks.push(inbox_id.clone());
+                        }
+                        ack_inbox(&store, &tenant, &view, &inbox, &mut acks).await;
+                        continue;
                     }
+                    outcome
+                }
+            };
+            let Attempt::Failed(why) = outcome else { continue };
+            if view.has_changed().is_err() {
+                // The tenant was deleted: nobody will ever want these events.
+                return;
+            }
+            failures = failures.saturating_add(1);
+            let wait = retry_delay(&config, failures, rng.r#gen());
+            tracing::warn!(attempt = failures, retry_in_ms = clock::ms(wait), error = %why, "webhook delivery failed; retrying");
+            if !q.wait_until(&cancel, tokio::time::Instant::now() + wait).await {
+                return;
+            }
+        }
+    }
+}
+
+/// Reads a stored message's body back from the inbox (other events are ready as they are).
+async fn load(store: &Arc<dyn Store>, tenant: &TenantId, p: Pending, rng: &mut impl rand::Rng) -> Loaded {
+    let Some(inbox_id) = p.inbox_id.clone() else { return Loaded::Ready(p) };
+    if !p.data.is_null() {
+        return Loaded::Ready(p);
+    }
+    match store.get_inbox(tenant, &inbox_id).await {
+        Ok(None) => Loaded::Gone,
+        Ok(Some(item)) => {
+            let parsed = serde_json::from_slice::<serde_json::Value>(item.payload.expose())
+                .ok()
+                .and_then(|v| Pending::from_value(v, Some(inbox_id.clone()), rng));
+            match parsed {
+                Some(p) => Loaded::Ready(p),
+                None => {
+                    tracing::warn!(inbox_id = %inbox_id, "inbox item unreadable; skipped (it stays in the store)");
+                    Loaded::Gone
                 }
             }
         }
+        Err(e @ StoreError::Corrupt { .. }) => {
+            tracing::warn!(inbox_id = %inbox_id, error = %e, "inbox item corrupt; skipped (it stays in the store)");
+            Loaded::Gone
+        }
+        Err(e) => Loaded::Retry(format!("inbox read failed: {e}")),
     }
 }
 
@@ -195,20 +290,6 @@ impl Worker {
 pub(crate) fn retry_delay(config: &WebhookConfig, attempt: u32, jitter: f64) -> Duration {
     let exp = config.retry_base.saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
     exp.min(config.retry_max).mul_f64(jitter.clamp(0.0, 1.0)).max(Duration::from_millis(1))
-}
-
-fn push(queue: &mut VecDeque<Pending>, ev: &TenantEvent, rng: &mut impl rand::Rng) {
-    if queue.len() >= MAX_PENDING {
-        tracing::warn!(max = MAX_PENDING, "webhook backlog full; event dropped");
-        return;
-    }
-    if let Some(p) = Pending::from_event(ev, rng) {
-        // A redelivered inbox item (cold-start backlog) must not be queued twice.
-        if p.inbox_id.is_some() && queue.iter().any(|q| q.inbox_id == p.inbox_id) {
-            return;
-        }
-        queue.push_back(p);
-    }
 }
 
 /// The signed request bytes of one event: `(body, signature header value or None)`.
@@ -236,7 +317,7 @@ async fn deliver(
         let v = view.borrow();
         (v.webhook_url.clone(), v.webhook_secret.clone())
     };
-    let Some(url) = url else { return Attempt::NoUrl };
+    let Some(url) = url else { return Attempt::Failed("no webhook_url".to_owned()) };
     // Re-checked at every attempt: an IP literal never reaches the client's filtering resolver.
     if let Err(e) = egress::check_url(&url, config.egress) {
         return Attempt::Failed(format!("webhook_url refused: {e}"));
@@ -267,6 +348,7 @@ async fn ack_inbox(
     store: &Arc<dyn Store>,
     tenant: &TenantId,
     view: &watch::Receiver<TenantView>,
+    inbox: &InboxIndex,
     acks: &mut Vec<String>,
 ) {
     if acks.is_empty() {
@@ -278,7 +360,10 @@ async fn ack_inbox(
         batch.push(Delta::InboxDelete(id.clone()));
     }
     match store.commit(tenant, fence, &batch).await {
-        Ok(()) => acks.clear(),
+        Ok(()) => {
+            inbox.remove(acks.iter().map(String::as_str));
+            acks.clear();
+        }
         Err(e) => {
             tracing::warn!(error = %e, pending = acks.len(), "inbox delete after delivery failed; retried later");
         }

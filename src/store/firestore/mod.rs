@@ -158,6 +158,8 @@ fn map_status(op: &'static str, s: &Status) -> StoreError {
         | Code::Cancelled
         | Code::Unknown => StoreError::Unavailable { op, detail },
         Code::Aborted | Code::FailedPrecondition => StoreError::Contention { op, detail },
+        // The request itself is refused (e.g. a value over 1 MiB): it can never succeed.
+        Code::InvalidArgument => StoreError::Invalid { what: op, detail },
         _ => StoreError::Backend { op, detail },
     }
 }
@@ -534,8 +536,10 @@ impl FirestoreStore {
             snap.outbox.insert(item.id.clone(), item);
         }
         for doc in &inbox {
-            let item = self.decode_inbox_doc(t, doc)?;
-            snap.inbox.insert(item.id.clone(), item);
+            // Ids and sizes only (the documents were read, but no payload is opened or kept).
+            let id = codec::doc_id(&doc.name);
+            let sealed = codec::sealed_value(t, &format!("inbox/{id}"), doc)?;
+            snap.inbox.insert(record::inbox_id(t, id)?, sealed.len() as u64);
         }
         Ok(snap)
     }
@@ -903,6 +907,12 @@ impl Store for FirestoreStore {
         // Listed by escaped doc id; the contract orders by the id itself.
         items.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(items)
+    }
+
+    async fn get_inbox(&self, tenant: &TenantId, id: &str) -> Result<Option<InboxItem>, StoreError> {
+        let name = self.sub_path(tenant, "inbox", &record::inbox_doc_id(id));
+        let doc = self.get("get inbox", name, None).await?;
+        doc.map(|d| self.decode_inbox_doc(tenant, &d)).transpose()
     }
 }
 
