@@ -18,6 +18,9 @@ use tokio::task::JoinHandle;
 
 use super::core::{ConnId, ConnOutput, Sim, SimConfig};
 
+/// How long a closing connection waits for the peer's Close frame (see [`linger`]).
+const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Capacity of the actor's inbox.
 const ACTOR_INBOX: usize = 1024;
 /// Capacity of each connection's outbox; a client that cannot keep up is disconnected.
@@ -130,13 +133,29 @@ async fn serve_socket(h: SimHandle, mut socket: WebSocket) {
                 }
                 Some(ConnOutput::Close) | None => {
                     let _ = socket.send(Message::Close(None)).await;
-                    // Closing our side ends the connection; the peer's reply is not awaited.
+                    linger(&mut socket).await;
                     return finish(&h, conn).await;
                 }
             },
         }
     }
     finish(&h, conn).await;
+}
+
+/// A graceful close, like a real server's: after our Close frame, keep reading (and discarding)
+/// until the peer answers with its Close or `CLOSE_LINGER` passes. Dropping the TCP socket at once
+/// while the peer's last frames are still unread makes the kernel answer with a reset, and a reset
+/// can discard the frames we sent just before it (the stream error, the 515) from the peer's
+/// receive buffer: the client then saw a bare close (428) instead of the reason.
+async fn linger(socket: &mut WebSocket) {
+    let drain = async {
+        while let Some(Ok(msg)) = socket.recv().await {
+            if matches!(msg, Message::Close(_)) {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_LINGER, drain).await;
 }
 
 async fn finish(h: &SimHandle, conn: ConnId) {

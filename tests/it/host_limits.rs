@@ -372,3 +372,30 @@ async fn flood_of_one_tenant_keeps_rss_bounded_and_others_serving() {
     let n = r.json()["items"].as_array().map_or(0, Vec::len);
     assert!(n <= 40, "the inbox cap held across the restart: {n}");
 }
+
+/// A received message bigger than the whole inbox byte cap could never fit: it is failed at
+/// once (`message.failed`, reason names the cap) instead of waiting for space forever, and the
+/// next message is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_bigger_than_the_inbox_cap_is_failed_not_waited_for() {
+    let sim = sim().await;
+    let store = mem_store();
+    let mut cfg = config(&sim, "lim-c");
+    cfg.limits.inbox_max_bytes = 4_000;
+    let host = Host::start(cfg, Arc::clone(&store)).await.unwrap();
+    let (hook, addr) = Hook::start(false).await;
+    let own = phone(7031);
+    let peer = phone(7032);
+    add_phone(&sim, &peer).await;
+    let t = create_linked(&host, &sim, "h3", Some(addr), &own).await;
+    phone_send(&sim, &peer, &own, "y".repeat(8_000)).await;
+    phone_send(&sim, &peer, &own, "fits".to_owned()).await;
+    let failed = poll("message.failed", || async { hook.events("message.failed").first().cloned() }).await;
+    let reason = failed["data"]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("the inbox holds at most 4000 bytes"), "{failed}");
+    poll("fits delivered", || async { hook.texts().iter().any(|x| x == "fits").then_some(()) }).await;
+    assert_eq!(hook.texts(), ["fits"]);
+    let view = host.registry().get(&t).unwrap().view.borrow().clone();
+    assert!(!view.inbox_full && view.state == TenantState::Connected, "{view:?}");
+    host.shutdown().await;
+}
