@@ -184,6 +184,71 @@ pub async fn hydrate_returns_committed(f: Fixture) {
     assert!(empty.creds.is_none() && empty.keys.is_empty(), "unknown tenant hydrates empty");
 }
 
+/// M8: key document ids name no contact. After committing keys for an address, no stored id
+/// contains its digits (the kind stays readable: `session.<hex>`), and hydration returns the
+/// keys under their real address. A store written in the old format (plain ids naming the
+/// address) still hydrates; a write of such a key, a delete and `rekey` migrate it away.
+pub async fn key_doc_ids_hide_addresses(f: Fixture) {
+    let ids_of = |t: TenantId| {
+        let hooks = f.hooks.clone();
+        async move { hooks.raw_key_ids(&t).await.unwrap_or_else(|e| panic!("raw ids: {e}")) }
+    };
+    let t = tenant("hidden");
+    let fence = link(&f, &t, 5).await;
+    let (session, identity) =
+        (KeyRef::Session("15551234567.0".into()), KeyRef::Identity("15551234567.0".into()));
+    let b = DeltaBatch::new()
+        .with(Delta::KeyPut { key: session.clone(), value: SecretBytes::new(vec![5; 40]) })
+        .with(Delta::KeyPut { key: identity.clone(), value: SecretBytes::new(vec![6; 33]) });
+    f.store.commit(&t, fence, &b).await.unwrap_or_else(|e| panic!("commit: {e}"));
+    let ids = ids_of(t.clone()).await;
+    assert!(!ids.is_empty());
+    assert!(ids.iter().all(|id| !id.contains("15551234567")), "an address in a key document id: {ids:?}");
+    assert!(ids.iter().any(|id| id.starts_with("session.")), "kind not readable: {ids:?}");
+    assert!(ids.iter().any(|id| id.starts_with("identity.")), "kind not readable: {ids:?}");
+    let snap = f.store.hydrate(&t).await.unwrap_or_else(|e| panic!("hydrate: {e}"));
+    assert_eq!(snap.keys.get(&session).map(|v| v.expose().to_vec()), Some(vec![5; 40]));
+    assert_eq!(snap.keys.get(&identity).map(|v| v.expose().to_vec()), Some(vec![6; 33]));
+
+    // The old format: plain ids naming the address, the value sealed alone.
+    let old = tenant("legacy");
+    f.store.create_tenant(&old, &sample_status()).await.unwrap_or_else(|e| panic!("create: {e}"));
+    let lease = f.store.acquire_lease(&old, "holder-a", TTL).await.unwrap_or_else(|e| panic!("acquire: {e}"));
+    let keys = [
+        KeyRef::Session("15557654321.0".into()),
+        KeyRef::Identity("15557654321.0".into()),
+        KeyRef::SenderKey { group: "1203@g.us".into(), sender: "15557654321.0".into() },
+    ];
+    for (i, k) in keys.iter().enumerate() {
+        let v = [u8::try_from(i).unwrap_or(0) + 1; 8];
+        f.hooks.put_legacy_key(&old, k, &v).await.unwrap_or_else(|e| panic!("legacy put: {e}"));
+    }
+    assert_eq!(ids_of(old.clone()).await.iter().filter(|id| id.contains("15557654321")).count(), 3);
+    let snap = f.store.hydrate(&old).await.unwrap_or_else(|e| panic!("old format must hydrate: {e}"));
+    for (i, k) in keys.iter().enumerate() {
+        let v = vec![u8::try_from(i).unwrap_or(0) + 1; 8];
+        assert_eq!(snap.keys.get(k).map(|x| x.expose().to_vec()), Some(v), "{k}");
+    }
+    // A write migrates the key; a delete removes the legacy copy too.
+    let b = DeltaBatch::new()
+        .with(Delta::KeyPut { key: keys[0].clone(), value: SecretBytes::new(vec![9; 8]) })
+        .with(Delta::KeyDelete(keys[1].clone()));
+    f.store.commit(&old, lease.fence(), &b).await.unwrap_or_else(|e| panic!("commit: {e}"));
+    let ids = ids_of(old.clone()).await;
+    assert_eq!(ids.iter().filter(|id| id.contains("15557654321")).count(), 1, "{ids:?}");
+    let snap = f.store.hydrate(&old).await.unwrap_or_else(|e| panic!("hydrate: {e}"));
+    assert_eq!(snap.keys.get(&keys[0]).map(|x| x.expose().to_vec()), Some(vec![9; 8]), "the write wins");
+    assert!(!snap.keys.contains_key(&keys[1]), "the deleted legacy key came back");
+    // `rekey` migrates what is left.
+    let r = f.store.rekey(&old).await.unwrap_or_else(|e| panic!("rekey: {e}"));
+    assert!(r.resealed >= 1, "{r:?}");
+    let ids = ids_of(old.clone()).await;
+    assert!(ids.iter().all(|id| !id.contains("15557654321")), "rekey left a plain id: {ids:?}");
+    let again = f.store.hydrate(&old).await.unwrap_or_else(|e| panic!("hydrate: {e}"));
+    assert_eq!(again.keys, snap.keys, "rekey changed what hydrates");
+    assert_eq!(f.store.rekey(&old).await.map(|r| r.resealed).ok(), Some(0), "a rerun has nothing left");
+}
+
 /// A commit that fails half-way applies nothing; the next commit works.
 pub async fn commit_is_atomic(f: Fixture) {
     let t = tenant("atomic");
@@ -391,7 +456,10 @@ pub async fn corrupt_value_isolated(f: Fixture) {
     match f.store.hydrate(&bad_key).await {
         Err(StoreError::Corrupt { tenant, key, .. }) => {
             assert_eq!(tenant, bad_key);
-            assert_eq!(key, format!("keys/{}", victim.doc_id()));
+            // M8: the key is named by its hashed document id, never by the address.
+            assert!(key.starts_with("keys/session.") && !key.contains("15550001234"), "{key}");
+            let ids = f.hooks.raw_key_ids(&bad_key).await.unwrap_or_else(|e| panic!("raw ids: {e}"));
+            assert!(ids.iter().any(|id| format!("keys/{id}") == key), "{key} not among {ids:?}");
         }
         other => panic!("corrupt key must be Corrupt, got {other:?}"),
     }

@@ -113,6 +113,22 @@ impl MasterKey {
 pub struct Keyring {
     current: Option<(String, Aes256Gcm)>,
     old: Vec<(String, Aes256Gcm)>,
+    /// HMAC keys for key document ids: the current one first (the fixed
+    /// [`PLAINTEXT_ID_KEY_LABEL`] key in plaintext mode), then one per old master key.
+    id_keys: Vec<Zeroizing<[u8; 32]>>,
+}
+
+/// The documented input of the id key in plaintext mode (no master key): ids are still
+/// hashed, which hides them from casual reading, but anyone can recompute them.
+pub const PLAINTEXT_ID_KEY_LABEL: &[u8] = b"staylinked plaintext mode: no master key";
+
+/// HKDF-SHA256 of `ikm` for the key document id HMAC key.
+fn derive_id_key(ikm: &[u8]) -> Zeroizing<[u8; 32]> {
+    let mut out = Zeroizing::new([0u8; 32]);
+    // 32 bytes is always a valid HKDF-SHA256 output length.
+    let _ = hkdf::Hkdf::<Sha256>::new(Some(b"staylinked"), ikm)
+        .expand(b"staylinked key document ids v1", out.as_mut_slice());
+    out
 }
 
 impl std::fmt::Debug for Keyring {
@@ -150,13 +166,33 @@ fn cipher(k: &MasterKey) -> (String, Aes256Gcm) {
 impl Keyring {
     /// A keyring sealing with `current`, able to open values sealed with any of `old` too.
     pub fn new(current: &MasterKey, old: &[MasterKey]) -> Self {
-        Self { current: Some(cipher(current)), old: old.iter().map(cipher).collect() }
+        let id_keys = std::iter::once(current).chain(old).map(|k| derive_id_key(k.0.as_slice())).collect();
+        Self { current: Some(cipher(current)), old: old.iter().map(cipher).collect(), id_keys }
+    }
+
+    /// The keyed hashes (hex, 128 bits) of a key document's real id for `tenant`: the current
+    /// id key first, then one per old master key. Used as document ids so stored ids do not
+    /// expose contacts' addresses.
+    pub(crate) fn id_hashes(&self, tenant: &TenantId, real_id: &str) -> Vec<String> {
+        use hmac::Mac as _;
+        self.id_keys
+            .iter()
+            .map(|k| {
+                let mut mac = <hmac::Hmac<Sha256> as hmac::Mac>::new_from_slice(k.as_slice())
+                    .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+                mac.update(tenant.as_str().as_bytes());
+                mac.update(&[0]);
+                mac.update(real_id.as_bytes());
+                let d = mac.finalize().into_bytes();
+                d.iter().take(16).map(|b| format!("{b:02x}")).collect()
+            })
+            .collect()
     }
 
     /// No encryption: values are stored in plaintext envelopes. Only for
     /// `STAYLINKED_ALLOW_PLAINTEXT=1` and tests.
     pub fn plaintext() -> Self {
-        Self { current: None, old: Vec::new() }
+        Self { current: None, old: Vec::new(), id_keys: vec![derive_id_key(PLAINTEXT_ID_KEY_LABEL)] }
     }
 
     /// Whether values are encrypted.
@@ -390,6 +426,24 @@ mod tests {
         assert_eq!(enc.open(&t("a"), "n", &sealed), Err(CryptError::PlaintextRefused));
         let sealed_enc = enc.seal(&t("a"), "n", b"v").unwrap();
         assert!(plain.open(&t("a"), "n", &sealed_enc).is_err());
+    }
+
+    /// Key document id hashes depend on tenant, id and master key; plaintext mode hashes
+    /// under a fixed key; a rotated ring yields the current hash first, then the old key's.
+    #[test]
+    fn id_hashes_are_keyed() {
+        let (k1, k2) = (MasterKey::generate(), MasterKey::generate());
+        let r1 = Keyring::new(&k1, &[]);
+        let h = r1.id_hashes(&t("a"), "session-15551234567%2E0");
+        assert_eq!(h.len(), 1);
+        assert_eq!(h[0].len(), 32);
+        assert_ne!(h, r1.id_hashes(&t("b"), "session-15551234567%2E0"), "tenant not bound");
+        assert_ne!(h, Keyring::new(&k2, &[]).id_hashes(&t("a"), "session-15551234567%2E0"));
+        let rotated =
+            Keyring::new(&k2, std::slice::from_ref(&k1)).id_hashes(&t("a"), "session-15551234567%2E0");
+        assert_eq!(rotated.get(1), h.first());
+        let p = Keyring::plaintext().id_hashes(&t("a"), "x");
+        assert_eq!(p, Keyring::plaintext().id_hashes(&t("a"), "x"));
     }
 
     /// Master keys parse only from base64 of exactly 32 bytes; Debug shows only the key id.

@@ -288,11 +288,11 @@ impl Store for EmbeddedStore {
             if let Some(c) = tx.open_table(CREDS).map_err(err(OP))?.get(tenant.as_str()).map_err(err(OP))? {
                 snap.creds = Some(record::decode_creds(&inner.ring, &tenant, c.value())?);
             }
+            let mut keys = record::KeyCollector::default();
             for (id, v) in scan(&tx.open_table(KEYS).map_err(err(OP))?, &tenant, OP)? {
-                let key = record::parse_key(&tenant, &id)?;
-                let value = record::decode_key(&inner.ring, &tenant, &key, &v)?;
-                snap.keys.insert(key, value);
+                keys.add(record::decode_key_doc(&inner.ring, &tenant, &id, &v)?);
             }
+            snap.keys = keys.into_keys();
             for (id, v) in scan(&tx.open_table(OUTBOX).map_err(err(OP))?, &tenant, OP)? {
                 let item = record::decode_outbox(&inner.ring, &tenant, &id, &v)?;
                 snap.outbox.insert(item.id.clone(), item);
@@ -539,7 +539,29 @@ impl Store for EmbeddedStore {
                     creds.insert(t, new.as_slice()).map_err(err(OP))?;
                 }
             }
-            for (coll, def) in [("keys", KEYS), ("outbox", OUTBOX), ("inbox", INBOX)] {
+            {
+                // Key documents under a legacy or older-key id move to their current hashed id.
+                let mut table = tx.open_table(KEYS).map_err(err(OP))?;
+                for (id, v) in scan(&table, &tenant, OP)? {
+                    let doc = record::decode_key_doc(ring, &tenant, &id, &v)?;
+                    if doc.canonical {
+                        if let Some(new) =
+                            record::rekey_value(ring, &tenant, &format!("keys/{id}"), &v, &mut report)?
+                        {
+                            table.insert((t, id.as_str()), new.as_slice()).map_err(err(OP))?;
+                        }
+                        continue;
+                    }
+                    report.saw(&v);
+                    table.remove((t, id.as_str())).map_err(err(OP))?;
+                    let (new_id, sealed) = record::encode_key(ring, &tenant, &doc.key, &doc.value)?;
+                    if table.get((t, new_id.as_str())).map_err(err(OP))?.is_none() {
+                        table.insert((t, new_id.as_str()), sealed.as_slice()).map_err(err(OP))?;
+                    }
+                    report.resealed += 1;
+                }
+            }
+            for (coll, def) in [("outbox", OUTBOX), ("inbox", INBOX)] {
                 let mut table = tx.open_table(def).map_err(err(OP))?;
                 for (id, v) in scan(&table, &tenant, OP)? {
                     if let Some(new) =
@@ -684,8 +706,36 @@ impl Store for EmbeddedStore {
 
 #[async_trait::async_trait]
 impl TestHooks for EmbeddedStore {
+    async fn raw_key_ids(&self, tenant: &TenantId) -> Result<Vec<String>, StoreError> {
+        let tenant = tenant.clone();
+        self.blocking("raw key ids", move |inner| {
+            const OP: &str = "raw key ids";
+            let tx = inner.db.begin_read().map_err(err(OP))?;
+            Ok(scan(&tx.open_table(KEYS).map_err(err(OP))?, &tenant, OP)?
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect())
+        })
+        .await
+    }
+
+    async fn put_legacy_key(&self, tenant: &TenantId, key: &KeyRef, value: &[u8]) -> Result<(), StoreError> {
+        let (id, sealed) = record::encode_legacy_key(&self.inner.ring, tenant, key, value)?;
+        let tenant = tenant.clone();
+        self.blocking("put legacy key", move |inner| {
+            const OP: &str = "put legacy key";
+            let tx = inner.db.begin_write().map_err(err(OP))?;
+            tx.open_table(KEYS)
+                .map_err(err(OP))?
+                .insert((tenant.as_str(), id.as_str()), sealed.as_slice())
+                .map_err(err(OP))?;
+            tx.commit().map_err(err(OP))
+        })
+        .await
+    }
+
     async fn corrupt_key(&self, tenant: &TenantId, key: &KeyRef) -> Result<(), StoreError> {
-        let (tenant, id) = (tenant.clone(), key.doc_id());
+        let (tenant, id) = (tenant.clone(), record::key_doc_id(&self.inner.ring, tenant, key));
         self.blocking("corrupt", move |inner| {
             let tx = inner.db.begin_write().map_err(err("corrupt"))?;
             tx.open_table(KEYS)
@@ -732,7 +782,9 @@ impl TestHooks for EmbeddedStore {
         dst: &TenantId,
         to: &KeyRef,
     ) -> Result<(), StoreError> {
-        let (src, from, dst, to) = (src.clone(), from.doc_id(), dst.clone(), to.doc_id());
+        let ring = &self.inner.ring;
+        let (from, to) = (record::key_doc_id(ring, src, from), record::key_doc_id(ring, dst, to));
+        let (src, dst) = (src.clone(), dst.clone());
         self.blocking("copy", move |inner| {
             let tx = inner.db.begin_write().map_err(err("copy"))?;
             {

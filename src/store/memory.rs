@@ -134,11 +134,11 @@ impl Store for MemoryStore {
         if let Some(c) = &t.creds {
             snap.creds = Some(record::decode_creds(ring, tenant, c)?);
         }
+        let mut keys = record::KeyCollector::default();
         for (id, v) in &t.keys {
-            let key = record::parse_key(tenant, id)?;
-            let value = record::decode_key(ring, tenant, &key, v)?;
-            snap.keys.insert(key, value);
+            keys.add(record::decode_key_doc(ring, tenant, id, v)?);
         }
+        snap.keys = keys.into_keys();
         for (id, v) in &t.outbox {
             let item = record::decode_outbox(ring, tenant, id, v)?;
             snap.outbox.insert(item.id.clone(), item);
@@ -261,9 +261,24 @@ impl Store for MemoryStore {
         {
             staged.creds = Some(new);
         }
-        for (coll, items) in
-            [("keys", &mut staged.keys), ("outbox", &mut staged.outbox), ("inbox", &mut staged.inbox)]
-        {
+        // Key documents under a legacy or older-key id move to their current hashed id.
+        for (id, v) in t.keys.iter() {
+            let doc = record::decode_key_doc(ring, tenant, id, v)?;
+            if doc.canonical {
+                if let Some(new) = record::rekey_value(ring, tenant, &format!("keys/{id}"), v, &mut report)? {
+                    staged.keys.insert(id.clone(), new);
+                }
+                continue;
+            }
+            report.saw(v);
+            staged.keys.remove(id);
+            let (new_id, sealed) = record::encode_key(ring, tenant, &doc.key, &doc.value)?;
+            if !t.keys.contains_key(&new_id) {
+                staged.keys.insert(new_id, sealed);
+            }
+            report.resealed += 1;
+        }
+        for (coll, items) in [("outbox", &mut staged.outbox), ("inbox", &mut staged.inbox)] {
             for (id, v) in items.iter_mut() {
                 if let Some(new) = record::rekey_value(ring, tenant, &format!("{coll}/{id}"), v, &mut report)?
                 {
@@ -346,7 +361,22 @@ impl Store for MemoryStore {
 impl TestHooks for MemoryStore {
     async fn corrupt_key(&self, tenant: &TenantId, key: &KeyRef) -> Result<(), StoreError> {
         let mut map = self.lock("corrupt")?;
-        map.entry(tenant.clone()).or_default().keys.insert(key.doc_id(), record::GARBAGE.to_vec());
+        let id = record::key_doc_id(&self.inner.ring, tenant, key);
+        map.entry(tenant.clone()).or_default().keys.insert(id, record::GARBAGE.to_vec());
+        Ok(())
+    }
+
+    async fn raw_key_ids(&self, tenant: &TenantId) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .lock("raw key ids")?
+            .get(tenant)
+            .map(|t| t.keys.keys().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    async fn put_legacy_key(&self, tenant: &TenantId, key: &KeyRef, value: &[u8]) -> Result<(), StoreError> {
+        let (id, sealed) = record::encode_legacy_key(&self.inner.ring, tenant, key, value)?;
+        self.lock("put legacy key")?.entry(tenant.clone()).or_default().keys.insert(id, sealed);
         Ok(())
     }
 
@@ -374,12 +404,14 @@ impl TestHooks for MemoryStore {
         dst: &TenantId,
         to: &KeyRef,
     ) -> Result<(), StoreError> {
+        let ring = &self.inner.ring;
+        let (from, to) = (record::key_doc_id(ring, src, from), record::key_doc_id(ring, dst, to));
         let mut map = self.lock("copy")?;
         let raw = map
             .get(src)
-            .and_then(|t| t.keys.get(&from.doc_id()).cloned())
+            .and_then(|t| t.keys.get(&from).cloned())
             .ok_or(StoreError::NotFound { tenant: src.clone(), what: "key" })?;
-        map.entry(dst.clone()).or_default().keys.insert(to.doc_id(), raw);
+        map.entry(dst.clone()).or_default().keys.insert(to, raw);
         Ok(())
     }
 

@@ -258,6 +258,11 @@ pub trait TestHooks: Send + Sync {
         dst: &TenantId,
         to: &KeyRef,
     ) -> Result<(), StoreError>;
+    /// The raw document ids (storage keys) of `tenant`'s key documents, as stored.
+    async fn raw_key_ids(&self, tenant: &TenantId) -> Result<Vec<String>, StoreError>;
+    /// Stores `value` for `key` the way stores written before hashed key ids did (plain
+    /// document id naming the address), to check that old data still loads and migrates.
+    async fn put_legacy_key(&self, tenant: &TenantId, key: &KeyRef, value: &[u8]) -> Result<(), StoreError>;
     /// Makes the next commit fail after `writes` of its writes were staged.
     fn fail_next_commit_after(&self, writes: usize);
 }

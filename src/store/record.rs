@@ -16,11 +16,6 @@ use crate::types::TenantId;
 /// Storage name (and AAD) of the creds.
 pub(crate) const CREDS_NAME: &str = "creds/current";
 
-/// Storage name (and AAD) of a key.
-pub(crate) fn key_name(key: &KeyRef) -> String {
-    format!("keys/{}", key.doc_id())
-}
-
 /// Document id of an outbox item.
 pub(crate) fn outbox_doc_id(id: &str) -> String {
     escape_component(id)
@@ -88,29 +83,125 @@ pub(crate) fn decode_creds(ring: &Keyring, tenant: &TenantId, bytes: &[u8]) -> R
     Ok(Creds::join(rec.public, secret))
 }
 
+/// Separator between the kind and the keyed hash in a key document id (`session.<hex>`).
+/// Legacy ids (`session-<escaped address>`) never contain it: `escape_component` escapes `.`.
+const HASHED_SEP: char = '.';
+
+/// The document id `key` is stored under: `{kind}.{keyed hash of tenant + real id}` (see
+/// [`Keyring::id_hashes`]), so stored ids name no contact while the kind stays readable.
+pub(crate) fn key_doc_id(ring: &Keyring, tenant: &TenantId, key: &KeyRef) -> String {
+    let hash = ring.id_hashes(tenant, &key.doc_id()).into_iter().next().unwrap_or_default();
+    format!("{}{HASHED_SEP}{hash}", key.kind().as_str())
+}
+
+/// Every document id `key` may be stored under: the current one, the ones hashed with older
+/// master keys, and the legacy plain id. A delete removes them all.
+pub(crate) fn key_doc_ids_all(ring: &Keyring, tenant: &TenantId, key: &KeyRef) -> Vec<String> {
+    let kind = key.kind().as_str();
+    let mut ids: Vec<String> =
+        ring.id_hashes(tenant, &key.doc_id()).into_iter().map(|h| format!("{kind}{HASHED_SEP}{h}")).collect();
+    ids.push(key.doc_id());
+    ids
+}
+
+/// The kind part of a stored key document id (hashed or legacy), for display.
+pub(crate) fn key_doc_kind(doc_id: &str) -> &str {
+    match doc_id.split_once(HASHED_SEP) {
+        Some((kind, _)) => kind,
+        None => KeyRef::parse_doc_id(doc_id).map(|k| k.kind().as_str()).unwrap_or("unknown"),
+    }
+}
+
+/// Seals `value` of `key` for its hashed document id; the sealed plaintext carries the real
+/// id (`u16` big-endian length, id, value). Returns the document id and the sealed bytes.
 pub(crate) fn encode_key(
     ring: &Keyring,
     tenant: &TenantId,
     key: &KeyRef,
     value: &SecretBytes,
-) -> Result<Vec<u8>, StoreError> {
-    ring.seal(tenant, &key_name(key), value.expose())
+) -> Result<(String, Vec<u8>), StoreError> {
+    let id = key_doc_id(ring, tenant, key);
+    let real = key.doc_id();
+    let len = u16::try_from(real.len()).map_err(|_| StoreError::Invalid {
+        what: "key",
+        detail: format!("key id is {} bytes; the limit is {}", real.len(), u16::MAX),
+    })?;
+    let mut plain = Zeroizing::new(Vec::with_capacity(2 + real.len() + value.expose().len()));
+    plain.extend_from_slice(&len.to_be_bytes());
+    plain.extend_from_slice(real.as_bytes());
+    plain.extend_from_slice(value.expose());
+    let sealed = ring.seal(tenant, &format!("keys/{id}"), &plain)?;
+    Ok((id, sealed))
 }
 
-pub(crate) fn decode_key(
+/// One stored key document, opened.
+pub(crate) struct KeyDoc {
+    pub(crate) key: KeyRef,
+    pub(crate) value: SecretBytes,
+    /// Stored under the id [`key_doc_id`] gives now (not legacy, not an older master key's).
+    pub(crate) canonical: bool,
+}
+
+/// Opens the key document stored under `doc_id`: a hashed id (the real id is inside the
+/// sealed value, bound to the document id by the AAD) or a legacy plain id.
+pub(crate) fn decode_key_doc(
+    ring: &Keyring,
+    tenant: &TenantId,
+    doc_id: &str,
+    bytes: &[u8],
+) -> Result<KeyDoc, StoreError> {
+    let name = format!("keys/{doc_id}");
+    let Some((kind, _)) = doc_id.split_once(HASHED_SEP) else {
+        // Legacy: the plain id is the document id.
+        let key = KeyRef::parse_doc_id(doc_id).map_err(|e| StoreError::corrupt(tenant, name.clone(), e))?;
+        let plain = ring.open(tenant, &name, bytes).map_err(|e| StoreError::corrupt(tenant, name, e))?;
+        return Ok(KeyDoc { key, value: SecretBytes::new(plain.to_vec()), canonical: false });
+    };
+    let plain = ring.open(tenant, &name, bytes).map_err(|e| StoreError::corrupt(tenant, name.clone(), e))?;
+    let bad = |why: &str| StoreError::corrupt(tenant, name.clone(), why.to_owned());
+    let (len, rest) = plain.split_at_checked(2).ok_or_else(|| bad("truncated key record"))?;
+    let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
+    let (real, value) = rest.split_at_checked(len).ok_or_else(|| bad("truncated key record"))?;
+    let real = std::str::from_utf8(real).map_err(|_| bad("key id is not UTF-8"))?;
+    let key = KeyRef::parse_doc_id(real).map_err(|e| StoreError::corrupt(tenant, name.clone(), e))?;
+    if key.kind().as_str() != kind {
+        return Err(bad("key kind does not match its document"));
+    }
+    let canonical = key_doc_id(ring, tenant, &key) == doc_id;
+    Ok(KeyDoc { key, value: SecretBytes::new(value.to_vec()), canonical })
+}
+
+/// Collects opened key documents into a snapshot's key map: when one key is stored twice
+/// (a legacy or older-key copy next to the current one), the current one wins.
+#[derive(Default)]
+pub(crate) struct KeyCollector {
+    keys: std::collections::BTreeMap<KeyRef, (SecretBytes, bool)>,
+}
+
+impl KeyCollector {
+    pub(crate) fn add(&mut self, doc: KeyDoc) {
+        if matches!(self.keys.get(&doc.key), Some((_, true))) && !doc.canonical {
+            return;
+        }
+        self.keys.insert(doc.key, (doc.value, doc.canonical));
+    }
+
+    pub(crate) fn into_keys(self) -> std::collections::BTreeMap<KeyRef, SecretBytes> {
+        self.keys.into_iter().map(|(k, (v, _))| (k, v)).collect()
+    }
+}
+
+/// Seals `value` of `key` the way stores written before hashed ids did (plain document id,
+/// the value alone). Test hooks use it to build an old-format store.
+pub(crate) fn encode_legacy_key(
     ring: &Keyring,
     tenant: &TenantId,
     key: &KeyRef,
-    bytes: &[u8],
-) -> Result<SecretBytes, StoreError> {
-    let name = key_name(key);
-    let plain = ring.open(tenant, &name, bytes).map_err(|e| StoreError::corrupt(tenant, name, e))?;
-    Ok(SecretBytes::new(plain.to_vec()))
-}
-
-/// Parses a stored key doc id; an unknown id is corruption of that tenant.
-pub(crate) fn parse_key(tenant: &TenantId, doc_id: &str) -> Result<KeyRef, StoreError> {
-    KeyRef::parse_doc_id(doc_id).map_err(|e| StoreError::corrupt(tenant, format!("keys/{doc_id}"), e))
+    value: &[u8],
+) -> Result<(String, Vec<u8>), StoreError> {
+    let id = key.doc_id();
+    let sealed = ring.seal(tenant, &format!("keys/{id}"), value)?;
+    Ok((id, sealed))
 }
 
 /// The status a runtime write leaves behind: `new`'s runtime fields with the operator
@@ -278,25 +369,35 @@ pub(crate) fn encode_batch(
         .iter()
         .map(|d| {
             Ok(match d {
-                Delta::CredsPut(c) => Op::PutCreds(within_limit("creds", encode_creds(ring, tenant, c)?)?),
-                Delta::KeyPut { key, value } => {
-                    Op::PutKey(key.doc_id(), within_limit("key", encode_key(ring, tenant, key, value)?)?)
+                Delta::CredsPut(c) => {
+                    vec![Op::PutCreds(within_limit("creds", encode_creds(ring, tenant, c)?)?)]
                 }
-                Delta::KeyDelete(key) => Op::DeleteKey(key.doc_id()),
-                Delta::StatusPut(s) => Op::PutStatus(s.clone()),
-                Delta::OutboxPut(item) => Op::PutOutbox(
+                Delta::KeyPut { key, value } => {
+                    // The write migrates the key: its legacy and older-key copies go.
+                    let (id, sealed) = encode_key(ring, tenant, key, value)?;
+                    let stale = key_doc_ids_all(ring, tenant, key).into_iter().filter(|o| *o != id);
+                    std::iter::once(Op::PutKey(id.clone(), within_limit("key", sealed)?))
+                        .chain(stale.map(Op::DeleteKey))
+                        .collect()
+                }
+                Delta::KeyDelete(key) => {
+                    key_doc_ids_all(ring, tenant, key).into_iter().map(Op::DeleteKey).collect()
+                }
+                Delta::StatusPut(s) => vec![Op::PutStatus(s.clone())],
+                Delta::OutboxPut(item) => vec![Op::PutOutbox(
                     outbox_doc_id(&item.id),
                     within_limit("outbox item", encode_outbox(ring, tenant, item)?)?,
-                ),
-                Delta::OutboxDelete(id) => Op::DeleteOutbox(outbox_doc_id(id)),
-                Delta::InboxPut(item) => Op::PutInbox(
+                )],
+                Delta::OutboxDelete(id) => vec![Op::DeleteOutbox(outbox_doc_id(id))],
+                Delta::InboxPut(item) => vec![Op::PutInbox(
                     inbox_doc_id(&item.id),
                     within_limit("inbox item", encode_inbox(ring, tenant, item)?)?,
-                ),
-                Delta::InboxDelete(id) => Op::DeleteInbox(inbox_doc_id(id)),
+                )],
+                Delta::InboxDelete(id) => vec![Op::DeleteInbox(inbox_doc_id(id))],
             })
         })
-        .collect()
+        .collect::<Result<Vec<Vec<Op>>, StoreError>>()
+        .map(|v| v.into_iter().flatten().collect())
 }
 
 /// A one-shot "fail the next commit after N writes" switch.

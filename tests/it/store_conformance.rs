@@ -130,6 +130,7 @@ macro_rules! conformance {
 
 conformance!(
     hydrate_returns_committed,
+    key_doc_ids_hide_addresses,
     commit_is_atomic,
     stale_fence_rejected,
     lease_expiry_and_takeover,

@@ -461,7 +461,7 @@ impl FirestoreStore {
                 Ok(match op {
                     Op::PutCreds(_) => unreachable_creds(),
                     Op::PutKey(id, sealed) => {
-                        let kind = KeyRef::parse_doc_id(&id).map(|k| k.kind().as_str()).unwrap_or("unknown");
+                        let kind = record::key_doc_kind(&id);
                         let fields = codec::sealed_fields(sealed, &[("kind", codec::string(kind))]);
                         Self::update(self.sub_path(t, "keys", &id), fields, None)
                     }
@@ -523,12 +523,13 @@ impl FirestoreStore {
             let (public, sealed) = codec::decode_creds_doc(t, &doc)?;
             snap.creds = Some(Creds::join(public, record::open_creds_secret(ring, t, &sealed)?));
         }
+        let mut collected = record::KeyCollector::default();
         for doc in &keys {
             let id = codec::doc_id(&doc.name);
-            let key = record::parse_key(t, id)?;
-            let sealed = codec::sealed_value(t, &record::key_name(&key), doc)?;
-            snap.keys.insert(key.clone(), record::decode_key(ring, t, &key, sealed)?);
+            let sealed = codec::sealed_value(t, &format!("keys/{id}"), doc)?;
+            collected.add(record::decode_key_doc(ring, t, id, sealed)?);
         }
+        snap.keys = collected.into_keys();
         for doc in &outbox {
             let id = codec::doc_id(&doc.name);
             let sealed = codec::sealed_value(t, &format!("outbox/{id}"), doc)?;
@@ -849,7 +850,41 @@ impl Store for FirestoreStore {
         for doc in self.list(OP, parent.clone(), "creds", None, false, None).await? {
             self.rekey_doc(tenant, &doc, codec::SECRET_FIELD, record::CREDS_NAME, &mut report).await?;
         }
-        for coll in ["keys", "outbox", "inbox"] {
+        let keys = self.list(OP, parent.clone(), "keys", None, false, None).await?;
+        let present: std::collections::HashSet<&str> = keys.iter().map(|d| codec::doc_id(&d.name)).collect();
+        for doc in &keys {
+            let id = codec::doc_id(&doc.name);
+            let name = format!("keys/{id}");
+            let sealed = codec::sealed_value(tenant, &name, doc)?;
+            let opened = record::decode_key_doc(&self.inner.ring, tenant, id, sealed)?;
+            if opened.canonical {
+                self.rekey_doc(tenant, doc, codec::VALUE_FIELD, &name, &mut report).await?;
+                continue;
+            }
+            // A legacy or older-key id moves to its current hashed id, only if the document
+            // did not change since it was read.
+            report.saw(sealed);
+            let cond = match doc.update_time {
+                Some(ts) => precondition::ConditionType::UpdateTime(ts),
+                None => precondition::ConditionType::Exists(true),
+            };
+            let mut writes = vec![Self::with_precondition(Self::delete(doc.name.clone()), cond)];
+            let (new_id, sealed) = record::encode_key(&self.inner.ring, tenant, &opened.key, &opened.value)?;
+            if !present.contains(new_id.as_str()) {
+                let kind = record::key_doc_kind(&new_id).to_owned();
+                let fields = codec::sealed_fields(sealed, &[("kind", codec::string(&kind))]);
+                writes.push(Self::with_precondition(
+                    Self::update(self.sub_path(tenant, "keys", &new_id), fields, None),
+                    precondition::ConditionType::Exists(false),
+                ));
+            }
+            if self.commit_cas(OP, writes).await? {
+                report.resealed += 1;
+            } else {
+                report.skipped += 1;
+            }
+        }
+        for coll in ["outbox", "inbox"] {
             for doc in self.list(OP, parent.clone(), coll, None, false, None).await? {
                 let name = format!("{coll}/{}", codec::doc_id(&doc.name));
                 self.rekey_doc(tenant, &doc, codec::VALUE_FIELD, &name, &mut report).await?;
@@ -918,9 +953,22 @@ impl Store for FirestoreStore {
 
 #[async_trait::async_trait]
 impl TestHooks for FirestoreStore {
+    async fn raw_key_ids(&self, tenant: &TenantId) -> Result<Vec<String>, StoreError> {
+        let docs = self.list("raw key ids", self.tenant_path(tenant), "keys", None, true, None).await?;
+        Ok(docs.iter().map(|d| codec::doc_id(&d.name).to_owned()).collect())
+    }
+
+    async fn put_legacy_key(&self, tenant: &TenantId, key: &KeyRef, value: &[u8]) -> Result<(), StoreError> {
+        let (id, sealed) = record::encode_legacy_key(&self.inner.ring, tenant, key, value)?;
+        let fields = codec::sealed_fields(sealed, &[("kind", codec::string(key.kind().as_str()))]);
+        let w = Self::update(self.sub_path(tenant, "keys", &id), fields, None);
+        self.commit_writes("put legacy key", vec![w], Vec::new()).await
+    }
+
     async fn corrupt_key(&self, tenant: &TenantId, key: &KeyRef) -> Result<(), StoreError> {
         let fields = codec::sealed_fields(record::GARBAGE.to_vec(), &[]);
-        let w = Self::update(self.sub_path(tenant, "keys", &key.doc_id()), fields, None);
+        let id = record::key_doc_id(&self.inner.ring, tenant, key);
+        let w = Self::update(self.sub_path(tenant, "keys", &id), fields, None);
         self.commit_writes("corrupt", vec![w], Vec::new()).await
     }
 
@@ -953,10 +1001,11 @@ impl TestHooks for FirestoreStore {
         to: &KeyRef,
     ) -> Result<(), StoreError> {
         let doc = self
-            .get("copy", self.sub_path(src, "keys", &from.doc_id()), None)
+            .get("copy", self.sub_path(src, "keys", &record::key_doc_id(&self.inner.ring, src, from)), None)
             .await?
             .ok_or(StoreError::NotFound { tenant: src.clone(), what: "key" })?;
-        let w = Self::update(self.sub_path(dst, "keys", &to.doc_id()), doc.fields, None);
+        let to = record::key_doc_id(&self.inner.ring, dst, to);
+        let w = Self::update(self.sub_path(dst, "keys", &to), doc.fields, None);
         self.commit_writes("copy", vec![w], Vec::new()).await
     }
 
