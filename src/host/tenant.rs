@@ -275,6 +275,8 @@ impl Actor {
                 }
                 Ok(Acquired::Elsewhere { holder, expires_at_ms }) => {
                     fresh = false;
+                    // `expires_at_ms` is on the store's lease clock (server time on Firestore):
+                    // a skewed local clock only changes this capped retry wait, never who holds.
                     let wait_ms = expires_at_ms.saturating_sub(clock::unix_ms());
                     let jitter = rand::thread_rng().gen_range(0..=clock::ms(self.ctx.config.held_retry) / 4);
                     let wait = (Duration::from_millis(wait_ms).min(self.ctx.config.held_retry)

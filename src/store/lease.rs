@@ -1,6 +1,11 @@
 //! Lease and fencing rules as pure functions, shared by every backend so they agree exactly.
 //! Backends call these inside their own atomic read-modify-write (redb write transaction,
 //! memory mutex, Firestore transaction). No IO here.
+//!
+//! `now_ms` is the clock expiry is judged by. Firestore passes the server's read time, since
+//! its instances run on different hosts whose wall clocks may disagree (M7). The memory and
+//! embedded backends pass their injected wall clock: one process (memory) or one file locked by
+//! one process (embedded) means every lease on them is written and judged by the same clock.
 
 use std::time::Duration;
 

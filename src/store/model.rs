@@ -705,7 +705,8 @@ pub struct Lease {
     pub holder: String,
     /// Epoch: the fencing token commits must carry.
     pub epoch: u64,
-    /// Expiry (unix ms, store clock); 0 after release.
+    /// Expiry (unix ms, the store's lease clock: Firestore's server time on Firestore, the
+    /// host's wall clock on the single-process backends); 0 after release.
     pub expires_at: u64,
 }
 

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use staylinked::store::conformance::{self, Fixture};
 use staylinked::store::crypt::{Keyring, MasterKey};
 use staylinked::store::embedded::EmbeddedStore;
-use staylinked::store::firestore::{FirestoreOptions, FirestoreStore};
+use staylinked::store::firestore::{FirestoreOptions, FirestoreStore, LeaseClock};
 use staylinked::store::memory::MemoryStore;
-use staylinked::store::{ManualClock, Store, StoreClock, TestHooks};
+use staylinked::store::{ManualClock, Store, StoreClock, StoreError, SystemClock, TestHooks};
 
 const T0: u64 = 1_700_000_000_000;
 
@@ -83,8 +83,10 @@ async fn firestore() -> Option<Fixture> {
     emulator()?;
     let clock = ManualClock::new(T0);
     let c: Arc<dyn StoreClock> = Arc::new(clock.clone());
-    let s =
-        FirestoreStore::connect(FirestoreOptions::new(unique_project()), ring(), c.clone()).await.unwrap();
+    // The checks expire leases by moving the manual clock; server time cannot be moved, so the
+    // lease clock is the store's here (server time is tested by `firestore_lease_clock_*`).
+    let opts = FirestoreOptions::new(unique_project()).with_lease_clock(LeaseClock::Store);
+    let s = FirestoreStore::connect(opts, ring(), c.clone()).await.unwrap();
     let unreachable = FirestoreStore::connect(
         FirestoreOptions::new(unique_project()).with_api_url("http://127.0.0.1:1"),
         ring(),
@@ -266,4 +268,61 @@ async fn firestore_windowed_hydrate_all_matches_hydrate() {
     want.sort();
     assert_eq!(got, want, "every tenant exactly once");
     assert_eq!(s.hydrate_fallbacks(), 0, "collection-group windows served every tenant");
+}
+
+/// M7: on Firestore, lease expiry is judged by the server's clock, not the instance's. Two
+/// instances on one database, one wall clock an hour fast and one an hour slow: the fast one
+/// cannot take over the slow one's live lease, and the slow one sees the fast one's lease
+/// expire after its TTL (not an hour later).
+#[tokio::test]
+async fn firestore_lease_clock_ignores_local_skew() {
+    use std::time::Duration;
+    if emulator().is_none() {
+        return;
+    }
+    const HOUR: u64 = 3_600_000;
+    let real = SystemClock.now_ms();
+    let project = unique_project();
+    let ring = ring();
+    let open = |clock: ManualClock| {
+        let (project, ring) = (project.clone(), ring.clone());
+        async move {
+            FirestoreStore::connect(FirestoreOptions::new(project), ring, Arc::new(clock)).await.unwrap()
+        }
+    };
+    let fast = open(ManualClock::new(real + HOUR)).await;
+    let slow = open(ManualClock::new(real - HOUR)).await;
+    let t = conformance::tenant("skewed");
+    let ttl = Duration::from_secs(30);
+
+    // A live lease written by the slow instance stays live for the fast one.
+    let a = slow.acquire_lease(&t, "slow-1", ttl).await.unwrap();
+    assert!(
+        a.expires_at.abs_diff(real + 30_000) < HOUR / 4,
+        "expiry {} is not on the server's clock (real now {real})",
+        a.expires_at
+    );
+    match fast.acquire_lease(&t, "fast-1", ttl).await {
+        Err(StoreError::LeaseHeld { holder, .. }) => assert_eq!(holder, "slow-1"),
+        other => panic!("a clock an hour fast took over a live lease: {other:?}"),
+    }
+    let a = slow.renew_lease(&t, &a, ttl).await.unwrap();
+    assert!(fast.acquire_lease(&t, "fast-1", ttl).await.is_err(), "renewed lease taken over");
+    slow.release_lease(&t, &a).await.unwrap();
+
+    // An expired lease written by the fast instance is recognised by the slow one after the
+    // TTL (polled with a deadline far below the hour of skew).
+    let short = Duration::from_secs(1);
+    let f = fast.acquire_lease(&t, "fast-1", short).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let s = loop {
+        match slow.acquire_lease(&t, "slow-2", ttl).await {
+            Ok(l) => break l,
+            Err(StoreError::LeaseHeld { .. }) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("the slow instance never saw the fast one's lease expire: {e}"),
+        }
+    };
+    assert!(s.epoch > f.epoch, "takeover must bump the epoch");
 }

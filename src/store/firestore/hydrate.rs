@@ -184,18 +184,21 @@ impl FirestoreStore {
         Ok((docs, at))
     }
 
-    /// Gets several documents in one call; returns the found ones by name and the last read time.
-    async fn batch_get(
+    /// Gets several documents in one call (inside transaction `tx` if given); returns the found
+    /// ones by name and the last read time (the server's clock).
+    pub(super) async fn batch_get(
         &self,
         op: &'static str,
         names: Vec<String>,
+        tx: Option<&[u8]>,
     ) -> Result<(HashMap<String, Document>, Option<Timestamp>), StoreError> {
         let req = BatchGetDocumentsRequest {
             database: self.inner.database.clone(),
             documents: names,
             mask: None,
             request_options: None,
-            consistency_selector: None::<batch_get_documents_request::ConsistencySelector>,
+            consistency_selector: tx
+                .map(|t| batch_get_documents_request::ConsistencySelector::Transaction(t.to_vec())),
         };
         let mut stream = self.rpc(op, self.client().batch_get_documents(req)).await?;
         let (mut found, mut at) = (HashMap::new(), None);
@@ -219,7 +222,7 @@ impl FirestoreStore {
         const OP: &str = "hydrate";
         let status_name = self.tenant_path(t);
         let creds_name = self.sub_path(t, "creds", "current");
-        let (mut found, at) = self.batch_get(OP, vec![status_name.clone(), creds_name.clone()]).await?;
+        let (mut found, at) = self.batch_get(OP, vec![status_name.clone(), creds_name.clone()], None).await?;
         let at =
             at.map(whole_micros).ok_or_else(|| StoreError::backend(OP, "batch get returned no read time"))?;
         let ((keys, _), (outbox, _), (inbox, _)) = futures::try_join!(
@@ -381,7 +384,7 @@ mod tests {
                 .with(Delta::KeyPut { key: KeyRef::PreKey(id), value: SecretBytes::new(vec![v]) })
         };
         s.commit(&t, fence, &put(1, 1)).await.unwrap();
-        let (_, at) = s.batch_get("test", vec![s.tenant_path(&t)]).await.unwrap();
+        let (_, at) = s.batch_get("test", vec![s.tenant_path(&t)], None).await.unwrap();
         let at = whole_micros(at.unwrap());
         s.commit(&t, fence, &put(1, 2)).await.unwrap();
         s.commit(&t, fence, &put(2, 2)).await.unwrap();

@@ -14,6 +14,12 @@
 //! takeover waits, or our commit aborts. A stale holder can therefore never land a write after
 //! a takeover — Firestore enforces it, not a check-then-write race in our code.
 //!
+//! Lease time: acquire and renew judge expiry by the read time Firestore returns for the lease
+//! read inside their transaction, and write `expires_at` = that read time + TTL, so every
+//! instance compares server time with server time; wall-clock skew between instances cannot
+//! shorten or lengthen a lease (M7). The holder's own view of its deadline is monotonic and
+//! measured from the send time of its renewal (`host/lease.rs`), which precedes the read time.
+//!
 //! Hydration takes no transaction: every read of a snapshot names one `read_time` (see
 //! `hydrate.rs`), and `hydrate_all` reads many tenants per collection-group query.
 //!
@@ -67,6 +73,20 @@ pub const DEFAULT_HYDRATE_WINDOW: usize = 500;
 /// from the name index.
 pub const DEFAULT_HYDRATE_PAGE: i32 = 20_000;
 
+/// Which clock judges lease expiry on the Firestore backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum LeaseClock {
+    /// Firestore's own clock: the read time of the lease read inside the lease transaction.
+    /// Expiry is written and compared in server time, so instances whose wall clocks disagree
+    /// can neither steal a live lease nor believe an expired one is still held (M7).
+    #[default]
+    Server,
+    /// The store's injected [`StoreClock`]: only for tests that expire leases by moving a
+    /// manual clock (server time cannot be moved).
+    Store,
+}
+
 /// How to reach Firestore.
 #[derive(Debug, Clone)]
 pub struct FirestoreOptions {
@@ -83,6 +103,8 @@ pub struct FirestoreOptions {
     pub hydrate_window: usize,
     /// Documents per page of a hydration query.
     pub hydrate_page: i32,
+    /// The clock lease expiry is judged by (production: [`LeaseClock::Server`]).
+    pub lease_clock: LeaseClock,
 }
 
 impl FirestoreOptions {
@@ -95,7 +117,14 @@ impl FirestoreOptions {
             request_timeout: Duration::from_secs(10),
             hydrate_window: DEFAULT_HYDRATE_WINDOW,
             hydrate_page: DEFAULT_HYDRATE_PAGE,
+            lease_clock: LeaseClock::Server,
         }
+    }
+
+    /// Sets the clock lease expiry is judged by (tests only: see [`LeaseClock::Store`]).
+    pub fn with_lease_clock(mut self, clock: LeaseClock) -> Self {
+        self.lease_clock = clock;
+        self
     }
 
     /// Sets the number of tenants per `hydrate_all` query window (at least 1).
@@ -135,6 +164,7 @@ struct Inner {
     docs: String,
     ring: Arc<Keyring>,
     clock: Arc<dyn StoreClock>,
+    lease_clock: LeaseClock,
     timeout: Duration,
     hydrate_window: usize,
     hydrate_page: i32,
@@ -193,6 +223,7 @@ impl FirestoreStore {
                 docs,
                 ring,
                 clock,
+                lease_clock: opts.lease_clock,
                 timeout: opts.request_timeout,
                 hydrate_window: opts.hydrate_window,
                 hydrate_page: opts.hydrate_page.max(1),
@@ -414,6 +445,34 @@ impl FirestoreStore {
         }
     }
 
+    /// Reads the lease inside transaction `tx`, with "now" for judging its expiry: the
+    /// server's read time of that read ([`LeaseClock::Server`]), never this host's wall clock,
+    /// so the expiry a holder wrote and the time an acquirer compares it with come from one
+    /// clock whatever the skew between instances.
+    async fn read_lease_now(
+        &self,
+        op: &'static str,
+        t: &TenantId,
+        tx: &[u8],
+    ) -> Result<(Option<Lease>, u64), StoreError> {
+        let name = self.tenant_path(t);
+        let (mut found, at) = self.batch_get(op, vec![name.clone()], Some(tx)).await?;
+        let lease = match found.remove(&name) {
+            Some(doc) => codec::decode_lease(t, &doc)?,
+            None => None,
+        };
+        let now = match self.inner.lease_clock {
+            LeaseClock::Store => self.inner.clock.now_ms(),
+            LeaseClock::Server => {
+                let at =
+                    at.ok_or_else(|| StoreError::backend(op, "transactional read returned no read time"))?;
+                let ms = at.seconds.saturating_mul(1000).saturating_add(i64::from(at.nanos / 1_000_000));
+                u64::try_from(ms).map_err(|_| StoreError::backend(op, "read time before 1970"))?
+            }
+        };
+        Ok((lease, now))
+    }
+
     async fn commit_writes(
         &self,
         op: &'static str,
@@ -624,8 +683,8 @@ impl Store for FirestoreStore {
         ttl: Duration,
     ) -> Result<Lease, StoreError> {
         self.transact("acquire lease", |tx| async move {
-            let current = self.read_lease("acquire lease", tenant, &tx).await?;
-            let l = lease::acquire(tenant, current.as_ref(), holder, ttl, self.inner.clock.now_ms())?;
+            let (current, now) = self.read_lease_now("acquire lease", tenant, &tx).await?;
+            let l = lease::acquire(tenant, current.as_ref(), holder, ttl, now)?;
             Ok((vec![self.lease_write(tenant, &l)], l))
         })
         .await
@@ -638,8 +697,8 @@ impl Store for FirestoreStore {
         ttl: Duration,
     ) -> Result<Lease, StoreError> {
         self.transact("renew lease", |tx| async move {
-            let current = self.read_lease("renew lease", tenant, &tx).await?;
-            let l = lease::renew(tenant, current.as_ref(), presented, ttl, self.inner.clock.now_ms())?;
+            let (current, now) = self.read_lease_now("renew lease", tenant, &tx).await?;
+            let l = lease::renew(tenant, current.as_ref(), presented, ttl, now)?;
             Ok((vec![self.lease_write(tenant, &l)], l))
         })
         .await
