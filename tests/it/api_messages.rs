@@ -250,17 +250,6 @@ async fn api_webhooks_signed_ordered_isolated() {
     host.shutdown().await;
 }
 
-async fn phone_inbox(sim: &staylinked::sim::Server, phone: &str) -> Vec<(String, String)> {
-    let p = phone.to_owned();
-    sim.with_sim(move |s, _| s.phone_inbox(&p))
-        .await
-        .unwrap()
-        .unwrap()
-        .into_iter()
-        .map(|e| (e.id, e.text.unwrap_or_default()))
-        .collect()
-}
-
 /// End to end over real sockets: messages queued through the API (held back by a long
 /// warm-up) survive a SIGTERM-like shutdown and a crash, then reach the peer phone exactly
 /// once each with the ids the API returned (typing presence on, which the server ignores); their status moves past `sent`, `message.status`

@@ -8,9 +8,8 @@ use std::time::Duration;
 
 use staylinked::store::StoreConfig;
 
-use crate::host_process::{api, free_port, sigterm, spawn_with, wait_exit, wait_healthy};
+use crate::host_process::{api, free_port, link_by_qr, sigterm, spawn_with, wait_exit, wait_healthy};
 use crate::host_util::*;
-use crate::key_rotation::link_by_qr;
 
 /// Webhooks to loopback are allowed here (nothing listens: deliveries just fail).
 const ENV: [(&str, &str); 1] = [("STAYLINKED_WEBHOOK_ALLOW_PRIVATE", "1")];

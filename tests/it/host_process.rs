@@ -116,6 +116,33 @@ pub(crate) async fn wait_connected(port: u16, t: &str, restarted: bool) {
     .await;
 }
 
+/// Links tenant `t` through the gateway on `port` with phone `ph` (QR scanned by the sim).
+pub(crate) async fn link_by_qr(sim: &staylinked::sim::Server, port: u16, t: &str, ph: &str) {
+    let p = ph.to_owned();
+    sim.with_sim(move |s, _| s.add_phone(&p, "x")).await.unwrap().unwrap();
+    assert_eq!(api(port, "POST", "/v1/tenants", Some(&format!(r#"{{"id":"{t}"}}"#))).await.status, 201);
+    assert_eq!(
+        api(port, "POST", &format!("/v1/tenants/{t}/link"), Some(r#"{"method":"qr"}"#)).await.status,
+        202
+    );
+    let qr = poll("qr", || async {
+        let r = api(port, "GET", &format!("/v1/tenants/{t}/qr?format=json"), None).await;
+        (r.status == 200).then(|| r.json()["qr"].as_str().unwrap().to_owned())
+    })
+    .await;
+    let p = ph.to_owned();
+    sim.with_sim(move |s, now| s.scan(now, &p, &qr)).await.unwrap().unwrap();
+    wait_connected(port, t, false).await;
+}
+
+/// Outbox pacing off for process tests whose subject is not the pacing (it has its own tests).
+pub(crate) const FAST_SEND: [(&str, &str); 4] = [
+    ("STAYLINKED_SEND_WARMUP", "0s"),
+    ("STAYLINKED_SEND_GAP_MIN", "0s"),
+    ("STAYLINKED_SEND_GAP_MAX", "0s"),
+    ("STAYLINKED_SEND_PER_MINUTE", "600"),
+];
+
 pub(crate) async fn wait_exit(child: &mut Guard, within: Duration) -> std::process::ExitStatus {
     let started = tokio::time::Instant::now();
     poll("child exit", || {

@@ -41,6 +41,18 @@ pub(crate) async fn stats(sim: &Server) -> Stats {
     sim.with_sim(|s, _| s.stats()).await.unwrap()
 }
 
+/// What the simulated phone `phone` decrypted, as `(message id, text)` in arrival order.
+pub(crate) async fn phone_inbox(sim: &Server, phone: &str) -> Vec<(String, String)> {
+    let p = phone.to_owned();
+    sim.with_sim(move |s, _| s.phone_inbox(&p))
+        .await
+        .unwrap()
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.id, e.text.unwrap_or_default()))
+        .collect()
+}
+
 pub(crate) fn tid(s: &str) -> TenantId {
     TenantId::new(s).unwrap()
 }

@@ -8,31 +8,14 @@ use std::time::Duration;
 
 use base64::Engine as _;
 
-use crate::host_process::{api, free_port, sigterm, spawn_with, wait_connected, wait_exit, wait_healthy};
+use crate::host_process::{
+    free_port, link_by_qr, sigterm, spawn_with, wait_connected, wait_exit, wait_healthy,
+};
 use crate::host_util::*;
 
 fn key() -> String {
     let bytes: [u8; 32] = rand::random();
     base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-/// Links tenant `t` through the gateway on `port` with phone `ph` (QR scanned by the sim).
-pub(crate) async fn link_by_qr(sim: &staylinked::sim::Server, port: u16, t: &str, ph: &str) {
-    let p = ph.to_owned();
-    sim.with_sim(move |s, _| s.add_phone(&p, "x")).await.unwrap().unwrap();
-    assert_eq!(api(port, "POST", "/v1/tenants", Some(&format!(r#"{{"id":"{t}"}}"#))).await.status, 201);
-    assert_eq!(
-        api(port, "POST", &format!("/v1/tenants/{t}/link"), Some(r#"{"method":"qr"}"#)).await.status,
-        202
-    );
-    let qr = poll("qr", || async {
-        let r = api(port, "GET", &format!("/v1/tenants/{t}/qr?format=json"), None).await;
-        (r.status == 200).then(|| r.json()["qr"].as_str().unwrap().to_owned())
-    })
-    .await;
-    let p = ph.to_owned();
-    sim.with_sim(move |s, now| s.scan(now, &p, &qr)).await.unwrap().unwrap();
-    wait_connected(port, t, false).await;
 }
 
 /// `staylinked rekey` on the embedded store at `path` with `env`; returns (success, stdout).

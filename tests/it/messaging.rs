@@ -5,7 +5,6 @@
 
 use staylinked::host::Host;
 use staylinked::host::state::TenantCommand;
-use staylinked::sim::Server;
 use staylinked::store::Store;
 use staylinked::types::TenantId;
 use tokio::sync::oneshot;
@@ -29,17 +28,6 @@ async fn inbox_texts(store: &std::sync::Arc<dyn Store>, t: &TenantId) -> Vec<(St
                 m["text"].as_str().unwrap_or_default().to_owned(),
             ))
         })
-        .collect()
-}
-
-async fn phone_inbox(sim: &Server, phone: &str) -> Vec<(String, String)> {
-    let p = phone.to_owned();
-    sim.with_sim(move |s, _| s.phone_inbox(&p))
-        .await
-        .unwrap()
-        .unwrap()
-        .into_iter()
-        .map(|e| (e.id, e.text.unwrap_or_default()))
         .collect()
 }
 

@@ -8,20 +8,14 @@ use std::time::Duration;
 
 use staylinked::store::StoreConfig;
 
-use crate::host_process::{api, free_port, sigterm, spawn_with, wait_connected, wait_exit, wait_healthy};
+use crate::host_process::{
+    FAST_SEND, api, free_port, link_by_qr, sigterm, spawn_with, wait_connected, wait_exit, wait_healthy,
+};
 use crate::host_util::*;
 
 const TENANT: &str = "crash0";
 const ROUNDS: u64 = 12;
 const PER_ROUND: usize = 2;
-/// Outbox pacing off (the pacing itself has its own tests); the kill points are what matters.
-const FAST: [(&str, &str); 4] = [
-    ("STAYLINKED_SEND_WARMUP", "0s"),
-    ("STAYLINKED_SEND_GAP_MIN", "0s"),
-    ("STAYLINKED_SEND_GAP_MAX", "0s"),
-    ("STAYLINKED_SEND_PER_MINUTE", "600"),
-];
-
 /// Kill delay of round `r` after its traffic was handed over: spread over the window in which
 /// the gateway is decrypting, committing, receipting, encrypting and sending.
 fn kill_delay(r: u64) -> Duration {
@@ -40,26 +34,13 @@ async fn sigkill_at_many_points_loses_no_message_and_breaks_no_session() {
     let path = dir.path().join("staylinked.redb");
     let own = phone(7001);
     let peer = phone(7002);
-    for p in [own.clone(), peer.clone()] {
-        sim.with_sim(move |s, _| s.add_phone(&p, "x")).await.unwrap().unwrap();
-    }
+    let p = peer.clone();
+    sim.with_sim(move |s, _| s.add_phone(&p, "x")).await.unwrap().unwrap();
 
     let mut port = free_port();
-    let mut child = spawn_with(&sim, &path, port, &FAST);
+    let mut child = spawn_with(&sim, &path, port, &FAST_SEND);
     wait_healthy(port).await;
-    assert_eq!(api(port, "POST", "/v1/tenants", Some(&format!(r#"{{"id":"{TENANT}"}}"#))).await.status, 201);
-    assert_eq!(
-        api(port, "POST", &format!("/v1/tenants/{TENANT}/link"), Some(r#"{"method":"qr"}"#)).await.status,
-        202
-    );
-    let qr = poll("qr", || async {
-        let r = api(port, "GET", &format!("/v1/tenants/{TENANT}/qr?format=json"), None).await;
-        (r.status == 200).then(|| r.json()["qr"].as_str().unwrap().to_owned())
-    })
-    .await;
-    let o = own.clone();
-    sim.with_sim(move |s, now| s.scan(now, &o, &qr)).await.unwrap().unwrap();
-    wait_connected(port, TENANT, false).await;
+    link_by_qr(&sim, port, TENANT, &own).await;
     let me = api(port, "GET", &format!("/v1/tenants/{TENANT}"), None).await.json()["me"]
         .as_str()
         .unwrap()
@@ -86,7 +67,7 @@ async fn sigkill_at_many_points_loses_no_message_and_breaks_no_session() {
         child.kill().unwrap();
         let _ = child.wait();
         port = free_port();
-        child = spawn_with(&sim, &path, port, &FAST);
+        child = spawn_with(&sim, &path, port, &FAST_SEND);
         wait_healthy(port).await;
         wait_connected(port, TENANT, true).await;
     }

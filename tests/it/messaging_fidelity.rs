@@ -6,26 +6,8 @@
 use staylinked::store::Store;
 use staylinked::types::TenantId;
 
-use crate::host_process::{api, free_port, spawn_with, wait_connected, wait_healthy};
+use crate::host_process::{FAST_SEND, api, free_port, link_by_qr, spawn_with, wait_connected, wait_healthy};
 use crate::host_util::*;
-
-const FAST: [(&str, &str); 4] = [
-    ("STAYLINKED_SEND_WARMUP", "0s"),
-    ("STAYLINKED_SEND_GAP_MIN", "0s"),
-    ("STAYLINKED_SEND_GAP_MAX", "0s"),
-    ("STAYLINKED_SEND_PER_MINUTE", "600"),
-];
-
-async fn phone_inbox_ids(sim: &staylinked::sim::Server, phone: &str) -> Vec<(String, String)> {
-    let p = phone.to_owned();
-    sim.with_sim(move |s, _| s.phone_inbox(&p))
-        .await
-        .unwrap()
-        .unwrap()
-        .into_iter()
-        .map(|e| (e.id, e.text.unwrap_or_default()))
-        .collect()
-}
 
 /// Issue 13 item 3: the tenant sends a text to a phone, the gateway process is SIGKILLed and
 /// restarted from its store, then the phone sends a retry receipt for that message (as a phone
@@ -40,23 +22,12 @@ async fn retry_receipt_after_sigkill_restart_is_answered() {
     let path = dir.path().join("staylinked.redb");
     let own = phone(7101);
     let peer = phone(7102);
-    for p in [own.clone(), peer.clone()] {
-        sim.with_sim(move |s, _| s.add_phone(&p, "x")).await.unwrap().unwrap();
-    }
+    let p = peer.clone();
+    sim.with_sim(move |s, _| s.add_phone(&p, "x")).await.unwrap().unwrap();
     let port = free_port();
-    let mut child = spawn_with(&sim, &path, port, &FAST);
+    let mut child = spawn_with(&sim, &path, port, &FAST_SEND);
     wait_healthy(port).await;
-    assert_eq!(api(port, "POST", "/v1/tenants", Some(&format!(r#"{{"id":"{TENANT}"}}"#))).await.status, 201);
-    let link = api(port, "POST", &format!("/v1/tenants/{TENANT}/link"), Some(r#"{"method":"qr"}"#)).await;
-    assert_eq!(link.status, 202);
-    let qr = poll("qr", || async {
-        let r = api(port, "GET", &format!("/v1/tenants/{TENANT}/qr?format=json"), None).await;
-        (r.status == 200).then(|| r.json()["qr"].as_str().unwrap().to_owned())
-    })
-    .await;
-    let o = own.clone();
-    sim.with_sim(move |s, now| s.scan(now, &o, &qr)).await.unwrap().unwrap();
-    wait_connected(port, TENANT, false).await;
+    link_by_qr(&sim, port, TENANT, &own).await;
 
     let body = serde_json::json!({"to": peer, "text": "before the crash"}).to_string();
     let resp = api(port, "POST", &format!("/v1/tenants/{TENANT}/messages"), Some(&body)).await;
@@ -68,21 +39,21 @@ async fn retry_receipt_after_sigkill_restart_is_answered() {
         (r.json()["status"] == "delivered" || r.json()["status"] == "read").then_some(())
     })
     .await;
-    assert!(phone_inbox_ids(&sim, &peer).await.iter().any(|(i, _)| *i == id));
+    assert!(phone_inbox(&sim, &peer).await.iter().any(|(i, _)| *i == id));
 
     child.kill().unwrap();
     let _ = child.wait();
     let port = free_port();
-    let child = spawn_with(&sim, &path, port, &FAST);
+    let child = spawn_with(&sim, &path, port, &FAST_SEND);
     wait_healthy(port).await;
     wait_connected(port, TENANT, true).await;
 
     let (p, i) = (peer.clone(), id.clone());
     let asked = sim.with_sim(move |s, now| s.phone_request_retry(now, &p, &i)).await.unwrap().unwrap();
     assert_eq!(asked.user, own, "the receipt goes to the tenant's device");
-    assert!(!phone_inbox_ids(&sim, &peer).await.iter().any(|(i, _)| *i == id), "the phone forgot it");
+    assert!(!phone_inbox(&sim, &peer).await.iter().any(|(i, _)| *i == id), "the phone forgot it");
     let got = poll("the resent message at the phone", || async {
-        phone_inbox_ids(&sim, &peer).await.into_iter().find(|(i, _)| *i == id)
+        phone_inbox(&sim, &peer).await.into_iter().find(|(i, _)| *i == id)
     })
     .await;
     assert_eq!(got.1, "before the crash");
@@ -91,7 +62,7 @@ async fn retry_receipt_after_sigkill_restart_is_answered() {
     let (p, i) = (peer.clone(), id.clone());
     sim.with_sim(move |s, now| s.phone_request_retry(now, &p, &i)).await.unwrap().unwrap();
     poll("the second resend at the phone", || async {
-        phone_inbox_ids(&sim, &peer).await.into_iter().find(|(i, _)| *i == id)
+        phone_inbox(&sim, &peer).await.into_iter().find(|(i, _)| *i == id)
     })
     .await;
     let s = stats(&sim).await;
