@@ -1,10 +1,9 @@
 //! `<ack>` stanzas (protocol/11-messages.md §2.5, §7.2): the acks a client sends for server
-//! receipts and notifications, the message nack, and the parser for the server's ack of a
+//! receipts, notifications and messages (with `error` set: a nack), and the parser for the server's ack of a
 //! message we sent. Attribute order follows Baileys 6.7.21 (`id, to, class, [error],
 //! [participant], [recipient], [type]`). Pure.
 
 use super::error::StanzaError;
-use super::inbound::InboundMessage;
 use super::parse::{attr_text, expect_tag, opt_jid, opt_u64, req_attr};
 use crate::wa::binary::Node;
 use crate::wa::jid::Jid;
@@ -14,8 +13,6 @@ use crate::wa::jid::Jid;
 pub const NACK_PARSING_ERROR: u16 = 487;
 /// Nack code: the protobuf is invalid.
 pub const NACK_INVALID_PROTOBUF: u16 = 491;
-/// Nack code: unhandled error.
-pub const NACK_UNHANDLED_ERROR: u16 = 500;
 
 /// The ack for a received `<receipt>`, `<notification>` or `<call>`: `class` = its tag,
 /// `to` = its `from`, `participant`/`recipient`/`type` copied when present.
@@ -32,26 +29,6 @@ pub fn ack_for(stanza: &Node) -> Result<Node, StanzaError> {
         ack.set_attr("type", v.clone());
     }
     Ok(ack)
-}
-
-/// A message nack with `error` = `code` (also sent when a message stays undecryptable and no
-/// retry receipt will follow); `type` is copied as Baileys does with an error.
-pub fn message_nack(msg: &InboundMessage, code: u16) -> Node {
-    let mut ack = Node::new("ack")
-        .attr("id", msg.id.as_str())
-        .attr("to", msg.from.clone())
-        .attr("class", "message")
-        .attr("error", code.to_string());
-    if let Some(p) = &msg.participant {
-        ack.set_attr("participant", p.clone());
-    }
-    if let Some(r) = &msg.recipient {
-        ack.set_attr("recipient", r.clone());
-    }
-    if !msg.msg_type.is_empty() {
-        ack.set_attr("type", msg.msg_type.as_str());
-    }
-    ack
 }
 
 /// An `<ack>` from the server.
@@ -95,8 +72,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::wa::message::fixtures::{GROUP_IN, arb_node, assert_shape, node};
-    use crate::wa::message::inbound::parse_message;
+    use crate::wa::message::fixtures::{arb_node, assert_shape, node};
 
     /// Receipt acks match Baileys' (recipient+type, participant+type, type-less receipt).
     #[test]
@@ -128,16 +104,6 @@ mod tests {
         assert_eq!(
             ack_for(&Node::new("receipt")),
             Err(StanzaError::MissingAttr { tag: "stanza", attr: "id" })
-        );
-    }
-
-    /// A message nack names the error and copies participant and type.
-    #[test]
-    fn message_nack_shape() {
-        let m = parse_message(&node(GROUP_IN)).unwrap();
-        assert_shape(
-            r#"{"tag":"ack","attrs":{"id":"3EB06244DDDD62D189281A","to":"120363000000000001@g.us","class":"message","error":"487","participant":"15550000002:1@s.whatsapp.net","type":"text"}}"#,
-            &message_nack(&m, NACK_PARSING_ERROR),
         );
     }
 

@@ -26,7 +26,7 @@ mod fixtures;
 #[cfg(test)]
 mod tests;
 
-pub use ack::{ServerAck, ack_for, message_nack, parse_ack};
+pub use ack::{ServerAck, ack_for, parse_ack};
 pub use content::{
     DecodedMessage, MessageContent, content_of, decode_plaintext, device_sent, encode_plaintext,
     skdm_message, text_message,
